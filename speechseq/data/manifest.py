@@ -1,0 +1,165 @@
+"""JSONL manifests: one utterance per line.
+
+A line holds ``id``, ``audio`` (path, relative paths are resolved against the manifest's folder), ``text``, and
+optionally ``offset`` and ``duration`` (seconds), ``speaker``, ``language``; other keys are kept in ``extra``.
+``duration`` may also be given as ``duration_s``. Plain ``.jsonl`` and gzipped ``.jsonl.gz`` are both read.
+
+    utts = read_manifest("data/train.jsonl")
+    write_manifest("data/train_sp.jsonl", utts)
+
+A malformed line raises :class:`ManifestError` naming file and line (``train.jsonl:17: missing field 'text'``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gzip
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Iterator
+
+from speechseq.errors import ManifestError
+
+REQUIRED = ("id", "audio", "text")
+KNOWN = ("id", "audio", "text", "offset", "duration", "speaker", "language")
+
+
+@dataclass(frozen=True)
+class Utterance:
+    """One manifest line.
+
+    Attributes:
+        id: unique utterance id.
+        audio: absolute (resolved) path of the audio file.
+        text: transcript (may be empty for unlabelled audio).
+        offset: start of the segment in the file, seconds.
+        duration: segment length in seconds; None means "to the end of the file" (unknown until read).
+        speaker: speaker id ("" when unknown).
+        language: language code ("" when unknown).
+        extra: any other keys of the line, kept for round trips.
+    """
+
+    id: str
+    audio: str
+    text: str
+    offset: float = 0.0
+    duration: float | None = None
+    speaker: str = ""
+    language: str = ""
+    extra: dict = field(default_factory=dict, compare=False)
+
+    def to_json(self, relative_to: str | Path | None = None) -> dict:
+        audio = self.audio
+        if relative_to is not None:
+            try:
+                audio = os.path.relpath(self.audio, relative_to)
+            except ValueError:  # different drive on Windows
+                pass
+        row = {"id": self.id, "audio": audio, "text": self.text}
+        if self.offset:
+            row["offset"] = self.offset
+        if self.duration is not None:
+            row["duration"] = self.duration
+        if self.speaker:
+            row["speaker"] = self.speaker
+        if self.language:
+            row["language"] = self.language
+        row.update(self.extra)
+        return row
+
+
+def _open(path: Path, mode: str):
+    if path.suffix == ".gz":
+        return gzip.open(path, mode + "t", encoding="utf-8")
+    return open(path, mode, encoding="utf-8")
+
+
+def parse_line(row: object, where: str, base_dir: Path) -> Utterance:
+    """Validate one decoded JSON line into an Utterance; ``where`` ("file:line") prefixes any error."""
+    if not isinstance(row, dict):
+        raise ManifestError(f"{where}: expected a JSON object, got {type(row).__name__}")
+    for key in REQUIRED:
+        if key not in row:
+            raise ManifestError(f"{where}: missing field {key!r}")
+    uid, audio, text = row["id"], row["audio"], row["text"]
+    if not isinstance(uid, str) or not uid:
+        raise ManifestError(f"{where}: field 'id' must be a non-empty string")
+    if not isinstance(audio, str) or not audio:
+        raise ManifestError(f"{where}: field 'audio' must be a non-empty path string")
+    if not isinstance(text, str):
+        raise ManifestError(f"{where}: field 'text' must be a string")
+    duration = row.get("duration", row.get("duration_s"))
+    offset = row.get("offset", 0.0)
+    for name, value in (("duration", duration), ("offset", offset)):
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+            raise ManifestError(f"{where}: field {name!r} must be a non-negative number, got {value!r}")
+    if duration is not None and duration == 0:
+        raise ManifestError(f"{where}: field 'duration' is 0 (empty segment)")
+    path = Path(audio)
+    if not path.is_absolute():
+        path = base_dir / path
+    extra = {k: v for k, v in row.items() if k not in KNOWN and k != "duration_s"}
+    return Utterance(
+        id=uid,
+        audio=str(path),
+        text=text,
+        offset=float(offset),
+        duration=None if duration is None else float(duration),
+        speaker=str(row.get("speaker", "") or ""),
+        language=str(row.get("language", "") or ""),
+        extra=extra,
+    )
+
+
+def iter_manifest(path: str | Path) -> Iterator[Utterance]:
+    """Lazily yield the utterances of a JSONL(.gz) manifest, validating each line."""
+    path = Path(path)
+    if not path.exists():
+        raise ManifestError(f"{path}: manifest not found")
+    base_dir = path.resolve().parent
+    with _open(path, "r") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            where = f"{path}:{lineno}"
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise ManifestError(f"{where}: not valid JSON ({e.msg})") from None
+            yield parse_line(row, where, base_dir)
+
+
+def read_manifest(path: str | Path) -> list[Utterance]:
+    """Read a whole manifest; duplicate ids are an error."""
+    utts = list(iter_manifest(path))
+    seen: set[str] = set()
+    for u in utts:
+        if u.id in seen:
+            raise ManifestError(f"{path}: duplicate utterance id {u.id!r}")
+        seen.add(u.id)
+    return utts
+
+
+def write_manifest(path: str | Path, utts: Iterable[Utterance], relative: bool = True) -> None:
+    """Write utterances as JSONL (gzipped if the name ends in .gz), atomically (temporary file, then rename).
+
+    With ``relative`` the audio paths are written relative to the manifest's folder.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp" + (".gz" if path.suffix == ".gz" else ""))
+    base = path.resolve().parent if relative else None
+    with _open(tmp, "w") as f:
+        for u in utts:
+            f.write(json.dumps(u.to_json(base), ensure_ascii=False) + "\n")
+    os.replace(tmp, path)
+
+
+def replace(utt: Utterance, **changes) -> Utterance:
+    """A copy of ``utt`` with some fields changed (dataclasses.replace, re-exported for convenience)."""
+    return dataclasses.replace(utt, **changes)
