@@ -12,7 +12,6 @@ A malformed line raises :class:`ManifestError` naming file and line (``train.jso
 
 from __future__ import annotations
 
-import dataclasses
 import gzip
 import json
 import math
@@ -159,7 +158,3 @@ def write_manifest(path: str | Path, utts: Iterable[Utterance], relative: bool =
             f.write(json.dumps(u.to_json(base), ensure_ascii=False) + "\n")
     os.replace(tmp, path)
 
-
-def replace(utt: Utterance, **changes) -> Utterance:
-    """A copy of ``utt`` with some fields changed (dataclasses.replace, re-exported for convenience)."""
-    return dataclasses.replace(utt, **changes)

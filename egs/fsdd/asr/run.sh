@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Conformer-CTC on the Free Spoken Digit Dataset (real speakers, 8 kHz upsampled to 16 kHz), speaker-disjoint split.
+#   egs/fsdd/asr/run.sh --data-dir ../shared/data/fsdd     # a local copy
+#   egs/fsdd/asr/run.sh --download downloads/fsdd          # fetch the public release (needs internet)
+set -euo pipefail
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+root=$(cd "$here/../../.." && pwd)
+data_dir=""; download=""
+args=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --data-dir) data_dir=$(realpath "$2"); shift 2 ;;
+    --download) download=$(realpath -m "$2"); shift 2 ;;
+    *) args+=("$1"); shift ;;
+  esac
+done
+if [ -z "$data_dir" ] && [ -z "$download" ]; then
+  [ -d "$root/../shared/data/fsdd" ] && data_dir=$(realpath "$root/../shared/data/fsdd") || download=$here/downloads
+fi
+export PYTHONPATH="$root${PYTHONPATH:+:$PYTHONPATH}"
+export data=${data:-$here/data}
+export exp=${exp:-$here/exp/ctc}
+export config=${config:-$root/recipes/conf/asr/ctc_fsdd.yaml}
+src="--data-dir $data_dir"; [ -n "$download" ] && src="--download $download"
+export prepare_cmd="python -m speechseq.bin.prepare fsdd --out $data $src"
+exec "$root/recipes/asr.sh" "${args[@]}"

@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# Shared ASR recipe stages, called by egs/<corpus>/asr/run.sh after it sets the corpus variables.
+#   0 prepare data        (runs $prepare_cmd, which writes $data/{train,dev,<tests>}.jsonl)
+#   1 tokenizer           (SentencePiece on the training transcripts -> $exp/tokenizer.model)
+#   2 train               (python -m speechseq.bin.train; resumes from $exp/checkpoints)
+#   3 decode              (each test set x each decode method -> $exp/decode_<set>_<method>/summary.json)
+#   4 score               (prints the WER table, also written to $exp/RESULTS.md)
+# Options (--name value): --stage --stop-stage --force --config --exp --data --train-set --dev-set --test-sets
+#   --decode-methods --beam-size --device --nproc --train-args "key=value ..."
+set -euo pipefail
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+. "$here/lib.sh"
+
+stage=${stage:-0}; stop_stage=${stop_stage:-100}; force=${force:-false}
+config=${config:?the corpus run.sh must set config}
+exp=${exp:?the corpus run.sh must set exp}
+data=${data:?the corpus run.sh must set data}
+prepare_cmd=${prepare_cmd:-}
+train_set=${train_set:-train}; dev_set=${dev_set:-dev}; test_sets=${test_sets:-test}
+decode_methods=${decode_methods:-"greedy beam"}; beam_size=${beam_size:-10}
+device=${device:-auto}; nproc=${nproc:-1}; train_args=${train_args:-}
+tokenizer_type=${tokenizer_type:-}; vocab_size=${vocab_size:-}
+parse_options "$@"
+done_dir=$exp
+stage_names=([0]="prepare data" [1]="tokenizer" [2]="train" [3]="decode" [4]="score")
+python=${PYTHON:-python}
+decode_device=$device; [ "$decode_device" = auto ] && decode_device=cpu
+mkdir -p "$exp"
+
+if stage 0; then
+  [ -n "$prepare_cmd" ] || die "no prepare_cmd set by the corpus run.sh"
+  eval "$prepare_cmd"
+  mark_done 0
+fi
+
+if stage 1; then
+  [ -f "$data/$train_set.jsonl" ] || die "$data/$train_set.jsonl not found: run stage 0"
+  tok_type=${tokenizer_type:-$($python -m speechseq.bin.train --config "$config" --print-config $train_args | $python -c 'import sys,yaml; print(yaml.safe_load(sys.stdin)["tokenizer"]["model_type"])')}
+  tok_size=${vocab_size:-$($python -m speechseq.bin.train --config "$config" --print-config $train_args | $python -c 'import sys,yaml; print(yaml.safe_load(sys.stdin)["tokenizer"]["vocab_size"])')}
+  $python -m speechseq.bin.tokenizer --manifest "$data/$train_set.jsonl" --out "$exp" \
+    --model-type "$tok_type" --vocab-size "$tok_size"
+  mark_done 1
+fi
+
+if stage 2; then
+  launcher=($python -m speechseq.bin.train)
+  [ "$nproc" -gt 1 ] && launcher=(torchrun --standalone --nproc_per_node "$nproc" -m speechseq.bin.train)
+  "${launcher[@]}" --config "$config" --exp "$exp" --train "$data/$train_set.jsonl" \
+    --dev "$data/$dev_set.jsonl" --tokenizer "$exp/tokenizer.model" --device "$device" $train_args
+  mark_done 2
+fi
+
+if stage 3; then
+  for set in $test_sets; do
+    for method in $decode_methods; do
+      $python -m speechseq.bin.decode --model-dir "$exp" --manifest "$data/$set.jsonl" \
+        --out "$exp/decode_${set}_${method}" --method "$method" --beam-size "$beam_size" --device "$decode_device"
+    done
+  done
+  mark_done 3
+fi
+
+if stage 4; then
+  summaries=()
+  for set in $test_sets; do for method in $decode_methods; do
+    summaries+=("$exp/decode_${set}_${method}/summary.json"); done; done
+  table=$($python -m speechseq.bin.score --table "${summaries[@]}")
+  { echo "# $(basename "$exp") ($(git -C "$here" rev-parse --short HEAD 2>/dev/null || echo unknown))"; echo; echo "$table"; } > "$exp/RESULTS.md"
+  echo; echo "$table"; echo
+fi

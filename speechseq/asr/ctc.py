@@ -1,0 +1,306 @@
+"""Encoder-only CTC ASR (OWSM-CTC style): conformer + CTC head, intermediate CTC with self-conditioning.
+
+Training loss: ``(1 - w) * CTC(final) + w * mean(CTC(inter_k))`` with ``w = inter_weight``. With
+``self_condition``, after each intermediate layer the hidden state gets ``x + Linear(softmax(head(x)))`` so later
+layers are conditioned on earlier predictions (Nozaki & Komatsu, 2021; used by OWSM-CTC).
+
+Decoding: batched greedy; CTC prefix beam search; CTC forced alignment (Viterbi) with token and word times.
+Dims: B batch, N samples, T' encoder frames, V vocabulary (blank = 0), L target tokens.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from speechseq.asr.conformer import ConformerConfig, ConformerEncoder
+from speechseq.asr.frontend import Frontend, FrontendConfig
+
+BLANK = 0
+
+
+@dataclass
+class CtcConfig:
+    """CTC head options.
+
+    Attributes:
+        inter_layers: 1-based encoder layers with an intermediate CTC loss (e.g. (3, 6) of 8).
+        inter_weight: weight w of the mean intermediate loss.
+        self_condition: feed intermediate predictions back into the encoder.
+    """
+
+    inter_layers: tuple[int, ...] = ()
+    inter_weight: float = 0.0
+    self_condition: bool = False
+
+
+@dataclass
+class CtcOutput:
+    """``loss`` (scalar, mean over utterances), ``log_probs`` (B, T', V), ``lens`` (B,), scalar ``metrics``."""
+
+    loss: Tensor | None
+    log_probs: Tensor
+    lens: Tensor
+    metrics: dict[str, float]
+
+
+class SelfCondition(nn.Module):
+    """x -> x + Linear(softmax(head(x))): feeds the CTC posterior back into the encoder."""
+
+    def __init__(self, head: nn.Linear, d_model: int):
+        super().__init__()
+        self.head = head
+        self.proj = nn.Linear(head.out_features, d_model)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x + self.proj(torch.softmax(self.head(x), dim=-1))
+
+
+class CtcModel(nn.Module):
+    """Waveform in, CTC log-posteriors out (plus the loss when targets are given)."""
+
+    def __init__(self, frontend: FrontendConfig, encoder: ConformerConfig, ctc: CtcConfig, vocab_size: int):
+        super().__init__()
+        self.ctc_cfg, self.vocab_size = ctc, vocab_size
+        self.frontend = Frontend(frontend)
+        self.encoder = ConformerEncoder(encoder)
+        self.head = nn.Linear(encoder.d_model, vocab_size)
+        self.condition = SelfCondition(self.head, encoder.d_model) if ctc.self_condition else None
+        self.frame_shift_s = frontend.fbank.frame_shift_ms / 1000.0 * encoder.subsampling_factor
+        """Seconds per encoder frame."""
+
+    def forward(self, waves: Tensor, wave_lens: Tensor, tokens: Tensor | None = None,
+                token_lens: Tensor | None = None) -> CtcOutput:
+        """
+        Args:
+            waves: (B, N) float32 audio at the frontend's sample rate, zero-padded.
+            wave_lens: (B,) int64 valid samples.
+            tokens: (B, L) int64 targets (padding ignored), or None for inference.
+            token_lens: (B,) int64 target lengths.
+        """
+        feats, feat_lens = self.frontend(waves, wave_lens)
+        use_inter = self.training and tokens is not None and self.ctc_cfg.inter_weight > 0
+        inter_layers = self.ctc_cfg.inter_layers if (use_inter or self.condition is not None) else ()
+        enc = self.encoder(feats, feat_lens, inter_layers=inter_layers, condition=self.condition)
+        log_probs = self.head(enc.y).float().log_softmax(-1)
+        if tokens is None:
+            return CtcOutput(None, log_probs, enc.y_lens, {})
+        loss = ctc_loss(log_probs, enc.y_lens, tokens, token_lens)
+        metrics = {"ctc": loss.item()}
+        if use_inter and enc.inter:
+            inter = torch.stack([ctc_loss(self.head(h).float().log_softmax(-1), enc.y_lens, tokens, token_lens)
+                                 for h in enc.inter]).mean()
+            metrics["inter_ctc"] = inter.item()
+            w = self.ctc_cfg.inter_weight
+            loss = (1 - w) * loss + w * inter
+        return CtcOutput(loss, log_probs, enc.y_lens, metrics)
+
+    @torch.no_grad()
+    def recognize(self, waves: Tensor, wave_lens: Tensor, method: str = "greedy",
+                  beam_size: int = 10) -> list[CtcHypothesis]:
+        """Decode a batch: method "greedy" or "beam" (prefix beam search); returns the best hypothesis per item."""
+        out = self(waves, wave_lens)
+        if method == "greedy":
+            return greedy_decode(out.log_probs, out.lens)
+        if method == "beam":
+            return [nbest[0] for nbest in prefix_beam_search(out.log_probs, out.lens, beam_size)]
+        raise ValueError(f"unknown CTC decoding method {method!r} (choices: greedy, beam)")
+
+
+def ctc_loss(log_probs: Tensor, lens: Tensor, tokens: Tensor, token_lens: Tensor) -> Tensor:
+    """Mean over utterances of the per-utterance CTC loss (summed over frames); infeasible items give 0."""
+    loss = F.ctc_loss(log_probs.transpose(0, 1), tokens, lens, token_lens, blank=BLANK, reduction="none",
+                      zero_infinity=True)
+    return loss.mean()
+
+
+# ----------------------------------------------------------------------------------------------------- decoding
+
+
+@dataclass
+class CtcHypothesis:
+    """tokens: ids without blanks; frames: encoder frame where each token was emitted; score: log-prob."""
+
+    tokens: list[int]
+    frames: list[int]
+    score: float
+
+
+def greedy_decode(log_probs: Tensor, lens: Tensor) -> list[CtcHypothesis]:
+    """Batched best-path decoding: argmax per frame, merge repeats, drop blanks. (B, T', V), (B,) -> B hyps."""
+    best, ids = log_probs.max(-1)  # (B, T')
+    t = ids.shape[1]
+    valid = torch.arange(t, device=ids.device)[None] < lens[:, None]
+    prev = F.pad(ids, (1, 0), value=BLANK)[:, :-1]
+    keep = (ids != BLANK) & (ids != prev) & valid
+    scores = (best * valid).sum(-1)
+    ids, keep, scores = ids.cpu(), keep.cpu(), scores.cpu()
+    out = []
+    for b in range(ids.shape[0]):
+        frames = keep[b].nonzero().squeeze(1)
+        out.append(CtcHypothesis(ids[b, frames].tolist(), frames.tolist(), float(scores[b])))
+    return out
+
+
+def _logaddexp(a: float, b: float) -> float:
+    if a == -math.inf:
+        return b
+    if b == -math.inf:
+        return a
+    m = max(a, b)
+    return m + math.log1p(math.exp(-abs(a - b)))
+
+
+def prefix_beam_search(log_probs: Tensor, lens: Tensor, beam_size: int = 10, token_beam: int = 0,
+                       blank_skip: float = 0.999) -> list[list[CtcHypothesis]]:
+    """CTC prefix beam search (sums over alignments of each prefix).
+
+    Args:
+        log_probs: (B, T', V) log-posteriors.
+        lens: (B,) valid frames.
+        beam_size: prefixes kept per frame.
+        token_beam: tokens considered per frame (0 = beam_size).
+        blank_skip: frames whose blank probability exceeds this are skipped (the prefix set cannot change much).
+    Returns:
+        per utterance, the n-best list (best first).
+    """
+    token_beam = token_beam or beam_size
+    lp_all = log_probs.detach().float().cpu()
+    results = []
+    for b in range(lp_all.shape[0]):
+        lp = lp_all[b, : int(lens[b])]
+        top_lp, top_ids = lp.topk(min(token_beam, lp.shape[-1]), dim=-1)
+        blank_lp = lp[:, BLANK].tolist()
+        # prefix -> (log P ending in blank, log P ending in non-blank, frame of last token)
+        beams: dict[tuple[int, ...], tuple[float, float, list[int]]] = {(): (0.0, -math.inf, [])}
+        log_skip = math.log(blank_skip)
+        for t in range(lp.shape[0]):
+            if blank_lp[t] > log_skip:
+                beams = {p: (_logaddexp(pb, pnb) + blank_lp[t], -math.inf, fr) for p, (pb, pnb, fr) in beams.items()}
+                continue
+            nxt: dict = defaultdict(lambda: [-math.inf, -math.inf, None])
+            cand = list(zip(top_ids[t].tolist(), top_lp[t].tolist()))
+            for prefix, (pb, pnb, frames) in beams.items():
+                total = _logaddexp(pb, pnb)
+                for tok, tok_lp in cand:
+                    if tok == BLANK:
+                        e = nxt[prefix]
+                        e[0] = _logaddexp(e[0], total + tok_lp)
+                        e[2] = e[2] or frames
+                        continue
+                    last = prefix[-1] if prefix else None
+                    new = prefix + (tok,)
+                    e = nxt[new]
+                    if tok == last:  # repeat: only a path through blank starts a new token
+                        e[1] = _logaddexp(e[1], pb + tok_lp)
+                        same = nxt[prefix]
+                        same[1] = _logaddexp(same[1], pnb + tok_lp)
+                        same[2] = same[2] or frames
+                    else:
+                        e[1] = _logaddexp(e[1], total + tok_lp)
+                    if e[2] is None:
+                        e[2] = frames + [t]
+                if BLANK not in top_ids[t].tolist():  # keep the prefix alive through a blank outside the top-k
+                    e = nxt[prefix]
+                    e[0] = _logaddexp(e[0], total + blank_lp[t])
+                    e[2] = e[2] or frames
+            ranked = sorted(nxt.items(), key=lambda kv: _logaddexp(kv[1][0], kv[1][1]), reverse=True)[:beam_size]
+            beams = {p: (v[0], v[1], v[2] or []) for p, v in ranked}
+        ranked = sorted(beams.items(), key=lambda kv: _logaddexp(kv[1][0], kv[1][1]), reverse=True)
+        results.append([CtcHypothesis(list(p), list(fr), _logaddexp(pb, pnb)) for p, (pb, pnb, fr) in ranked])
+    return results
+
+
+# ---------------------------------------------------------------------------------------------------- alignment
+
+
+@dataclass
+class TokenSpan:
+    """A token aligned to encoder frames [start, end) (end exclusive)."""
+
+    token: int
+    start: int
+    end: int
+
+
+def forced_align(log_probs: Tensor, tokens: list[int]) -> list[TokenSpan]:
+    """Viterbi CTC alignment of a known token sequence.
+
+    Args:
+        log_probs: (T', V) log-posteriors of one utterance (valid frames only).
+        tokens: the L target ids (no blanks).
+    Returns:
+        L spans; a token's span covers the frames where the best path emits it (repeats included).
+    Raises:
+        ValueError when the utterance has too few frames for the tokens.
+    """
+    lp = log_probs.detach().float().cpu()
+    t_max, L = lp.shape[0], len(tokens)
+    repeats = sum(1 for a, b in zip(tokens, tokens[1:]) if a == b)
+    if L + repeats > t_max:
+        raise ValueError(f"cannot align {L} tokens ({repeats} repeats) in {t_max} frames")
+    if L == 0:
+        return []
+    states = torch.full((2 * L + 1,), BLANK, dtype=torch.long)
+    states[1::2] = torch.tensor(tokens)
+    S = states.numel()
+    # a skip from state s-2 to s is allowed for non-blank s whose token differs from s-2's
+    skip = torch.zeros(S, dtype=torch.bool)
+    skip[3::2] = states[3::2] != states[1:-2:2]
+    neg = -1e30
+    score = torch.full((S,), neg)
+    score[0], score[1] = lp[0, BLANK], lp[0, states[1]]
+    back = torch.zeros(t_max, S, dtype=torch.long)
+    emit = lp[:, states]  # (T, S)
+    for t in range(1, t_max):
+        stay = score
+        step = torch.cat([torch.tensor([neg]), score[:-1]])
+        jump = torch.where(skip, torch.cat([torch.tensor([neg, neg]), score[:-2]]), torch.tensor(neg))
+        cand = torch.stack([stay, step, jump])  # (3, S)
+        best, arg = cand.max(0)
+        back[t] = arg
+        score = best + emit[t]
+    s = S - 1 if score[S - 1] >= score[S - 2] else S - 2
+    path = [0] * t_max
+    for t in range(t_max - 1, -1, -1):
+        path[t] = s
+        s -= int(back[t, s])
+    spans: list[TokenSpan] = []
+    prev_state = -1
+    for t, s in enumerate(path):
+        if s % 2 == 1:
+            if s != prev_state:
+                spans.append(TokenSpan(int(states[s]), t, t + 1))
+            else:
+                spans[-1].end = t + 1
+        prev_state = s
+    return spans
+
+
+@dataclass
+class WordTime:
+    word: str
+    start_s: float
+    end_s: float
+
+
+def word_times(spans: list[TokenSpan], pieces: list[str], frame_shift_s: float) -> list[WordTime]:
+    """Group token spans into words (a piece starting with '▁' opens a word) with times in seconds.
+
+    A word starts at its first token's first frame and ends at its last token's last frame.
+    """
+    words: list[WordTime] = []
+    for span, piece in zip(spans, pieces):
+        start_new = piece.startswith("\u2581") or not words
+        text = piece.lstrip("\u2581")
+        if start_new:
+            words.append(WordTime(text, span.start * frame_shift_s, span.end * frame_shift_s))
+        else:
+            words[-1].word += text
+            words[-1].end_s = span.end * frame_shift_s
+    return [w for w in words if w.word]

@@ -1,0 +1,61 @@
+"""ASR front end shared by every ASR model: waveform -> log-mel fbank -> global mean/variance norm -> SpecAugment.
+
+Global (corpus-level) statistics, not per-utterance CMVN: they are fixed buffers, so streaming and offline see the
+same normalisation. ``set_stats`` is called once before training from a sample of training features.
+Dims: B batch, N samples, T frames, F mel bins.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor, nn
+
+from speechseq.audio.transforms import Fbank, FbankConfig, SpecAugment, SpecAugmentConfig
+
+
+@dataclass
+class FrontendConfig:
+    """fbank: feature extraction; specaug: training-time masking (``enabled`` False switches it off)."""
+
+    fbank: FbankConfig = field(default_factory=FbankConfig)
+    specaug: SpecAugmentConfig = field(default_factory=SpecAugmentConfig)
+    specaug_enabled: bool = True
+
+
+class Frontend(nn.Module):
+    def __init__(self, cfg: FrontendConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.fbank = Fbank(cfg.fbank)
+        self.specaug = SpecAugment(cfg.specaug) if cfg.specaug_enabled else None
+        self.register_buffer("mean", torch.zeros(cfg.fbank.n_mels))
+        self.register_buffer("inv_std", torch.ones(cfg.fbank.n_mels))
+
+    @property
+    def sample_rate(self) -> int:
+        return self.cfg.fbank.sample_rate
+
+    @torch.no_grad()
+    def set_stats(self, feats: Tensor, feat_lens: Tensor) -> None:
+        """Set the normalisation from raw fbank features (B, T, F) with lengths (B,)."""
+        valid = (torch.arange(feats.shape[1], device=feats.device)[None] < feat_lens[:, None]).unsqueeze(-1)
+        n = valid.sum().clamp(min=1)
+        mean = (feats * valid).sum((0, 1)) / n
+        var = (((feats - mean) ** 2) * valid).sum((0, 1)) / n
+        self.mean.copy_(mean)
+        self.inv_std.copy_(var.clamp(min=1e-8).rsqrt())
+
+    def raw_features(self, waves: Tensor, wave_lens: Tensor) -> tuple[Tensor, Tensor]:
+        """(B, N), (B,) -> un-normalised log-mel (B, T, F), (B,) (autocast off: features stay fp32)."""
+        with torch.autocast(waves.device.type, enabled=False):
+            return self.fbank(waves.float(), wave_lens)
+
+    def forward(self, waves: Tensor, wave_lens: Tensor) -> tuple[Tensor, Tensor]:
+        """(B, N), (B,) -> normalised (and, in training, SpecAugmented) features (B, T, F), (B,)."""
+        feats, feat_lens = self.raw_features(waves, wave_lens)
+        feats = (feats - self.mean) * self.inv_std
+        if self.training and self.specaug is not None:
+            feats = self.specaug(feats, feat_lens)
+        return feats, feat_lens

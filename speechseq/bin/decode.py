@@ -1,0 +1,67 @@
+"""speechseq decode: transcribe a manifest with a trained model; writes hypotheses and a summary with WER and RTF.
+
+    python -m speechseq.bin.decode --model-dir exp/ctc_tiny --manifest data/test.jsonl --out exp/ctc_tiny/decode_test
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import torch
+
+from speechseq.audio.io import load_audio
+from speechseq.data.manifest import read_manifest
+from speechseq.infer.recognizer import load_asr
+from speechseq.text.score import error_rates
+
+
+def decode_manifest(model_dir: str, manifest: str, out_dir: str, method: str = "greedy", beam_size: int = 10,
+                    batch_size: int = 16, device: str = "cpu") -> dict:
+    """Decode every utterance; write ``hyp.jsonl`` and ``summary.json`` (WER, CER, RTF) into ``out_dir``."""
+    asr = load_asr(model_dir, device)
+    utts = read_manifest(manifest)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    waves = [(load_audio(u.audio, asr.sample_rate, u.offset, u.duration)[0], asr.sample_rate) for u in utts]
+    audio_s = sum(len(w) for w, _ in waves) / asr.sample_rate
+    start = time.perf_counter()
+    results = asr.transcribe(waves, batch_size=batch_size, method=method, beam_size=beam_size)
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    elapsed = time.perf_counter() - start
+    with open(out / "hyp.jsonl", "w") as f:
+        for u, r in zip(utts, results):
+            f.write(json.dumps({"id": u.id, "ref": u.text, "hyp": r.text}) + "\n")
+    summary = {"model_dir": str(model_dir), "manifest": str(manifest), "method": method,
+               "beam_size": beam_size if method == "beam" else 1, "utterances": len(utts), "audio_s": audio_s,
+               "decode_s": elapsed, "rtf": elapsed / max(audio_s, 1e-9), "threads": torch.get_num_threads()}
+    if any(u.text.strip() for u in utts):
+        rates = error_rates([u.text for u in utts], [r.text for r in results])
+        summary.update(wer=rates.wer, cer=rates.cer, substitutions=rates.substitutions, deletions=rates.deletions,
+                       insertions=rates.insertions, ref_words=rates.ref_words)
+    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="speechseq decode", description=__doc__.splitlines()[0])
+    p.add_argument("--model-dir", required=True)
+    p.add_argument("--manifest", required=True)
+    p.add_argument("--out", required=True, help="output folder for hyp.jsonl and summary.json")
+    p.add_argument("--method", default="greedy", choices=["greedy", "beam"])
+    p.add_argument("--beam-size", type=int, default=10)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--device", default="cpu")
+    args = p.parse_args(argv)
+    s = decode_manifest(args.model_dir, args.manifest, args.out, args.method, args.beam_size, args.batch_size,
+                        args.device)
+    wer = f"WER {100 * s['wer']:.2f}% CER {100 * s['cer']:.2f}% " if "wer" in s else ""
+    print(f"{args.manifest}: {s['utterances']} utts {wer}RTF {s['rtf']:.4f} -> {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

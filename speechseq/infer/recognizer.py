@@ -1,0 +1,126 @@
+"""Offline recognition API.
+
+    asr = speechseq.load_asr("exp/ctc_tiny", device="cpu")
+    results = asr.transcribe(["a.wav", (samples, 8000)], batch_size=8, word_timestamps=True)
+    results[0].text, results[0].words[0].start_s
+
+Inputs are file paths (any format soundfile reads) or ``(array, sample_rate)`` pairs; audio at another rate is
+resampled to the model's. A model directory holds ``config.yaml``, ``tokenizer.model`` and ``model.pt``; loading it
+reads nothing else (no data paths).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence, Union
+
+import numpy as np
+import torch
+from torch import nn
+
+from speechseq.asr.ctc import WordTime, forced_align, word_times
+from speechseq.asr.model import build_asr_model
+from speechseq.audio.io import load_audio, resample
+from speechseq.config import from_dict
+from speechseq.errors import AudioError, SpeechseqError
+from speechseq.text.tokenizer import Tokenizer
+from speechseq.train import checkpoint as ckpt
+
+AudioInput = Union[str, Path, tuple[np.ndarray, int]]
+
+
+@dataclass
+class Transcript:
+    """text; tokens (ids); score (log-prob of the decoder); words with times in seconds when requested."""
+
+    text: str
+    tokens: list[int]
+    score: float
+    words: list[WordTime] | None = None
+
+
+class Recognizer:
+    def __init__(self, model: nn.Module, tokenizer: Tokenizer, device: torch.device):
+        self.model, self.tokenizer, self.device = model.eval().to(device), tokenizer, device
+        self.sample_rate = model.frontend.sample_rate
+
+    def _load(self, item: AudioInput) -> np.ndarray:
+        if isinstance(item, (str, Path)):
+            wave, _ = load_audio(item, self.sample_rate)
+            return wave
+        if isinstance(item, tuple) and len(item) == 2:
+            wave, sr = item
+            wave = np.asarray(wave, dtype=np.float32)
+            if wave.ndim == 2:
+                wave = wave.mean(axis=1) if wave.shape[1] <= 8 else wave.mean(axis=0)
+            if wave.ndim != 1:
+                raise AudioError(f"input array: expected shape (samples,) or (samples, channels), got {wave.shape}")
+            if wave.size == 0:
+                raise AudioError("input array: empty audio")
+            if not np.isfinite(wave).all():
+                raise AudioError("input array: contains NaN or Inf")
+            return resample(wave, int(sr), self.sample_rate) if int(sr) != self.sample_rate else wave
+        raise SpeechseqError(f"transcribe: expected a path or an (array, sample_rate) pair, got {type(item).__name__}")
+
+    @torch.no_grad()
+    def transcribe(self, inputs: AudioInput | Sequence[AudioInput], batch_size: int = 8, method: str = "greedy",
+                   beam_size: int = 10, word_timestamps: bool = False) -> list[Transcript]:
+        """Transcribe one input or a list; returns one Transcript per input, in input order.
+
+        Args:
+            inputs: a path, an (array, sample_rate) pair, or a list of these.
+            batch_size: utterances decoded together (sorted by length to limit padding).
+            method: "greedy" or "beam" (CTC prefix beam search).
+            beam_size: beam width for "beam".
+            word_timestamps: add word start/end times (CTC forced alignment of the hypothesis).
+        """
+        single = isinstance(inputs, (str, Path)) or (isinstance(inputs, tuple) and len(inputs) == 2
+                                                      and not isinstance(inputs[0], (str, Path, tuple)))
+        items = [inputs] if single else list(inputs)
+        waves = [self._load(x) for x in items]
+        order = sorted(range(len(waves)), key=lambda i: len(waves[i]))
+        results: list[Transcript | None] = [None] * len(waves)
+        for start in range(0, len(order), batch_size):
+            idx = order[start:start + batch_size]
+            lens = torch.tensor([len(waves[i]) for i in idx])
+            padded = torch.zeros(len(idx), int(lens.max()))
+            for row, i in enumerate(idx):
+                padded[row, : len(waves[i])] = torch.from_numpy(waves[i])
+            padded, lens = padded.to(self.device), lens.to(self.device)
+            hyps = self.model.recognize(padded, lens, method, beam_size)
+            out = self.model(padded, lens) if word_timestamps else None
+            for row, (i, hyp) in enumerate(zip(idx, hyps)):
+                words = None
+                if word_timestamps:
+                    lp = out.log_probs[row, : int(out.lens[row])]
+                    spans = forced_align(lp, hyp.tokens)
+                    pieces = [self.tokenizer.id_to_piece(t) for t in hyp.tokens]
+                    words = word_times(spans, pieces, self.model.frame_shift_s)
+                results[i] = Transcript(self.tokenizer.decode(hyp.tokens), hyp.tokens, hyp.score, words)
+        return results  # type: ignore[return-value]
+
+
+def load_model_dir(model_dir: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, Tokenizer]:
+    """Build the model of a model directory and load its averaged weights; checks the tokenizer hash."""
+    from speechseq.train.asr import AsrExperimentConfig
+
+    model_dir = Path(model_dir)
+    weights = model_dir / "model.pt"
+    if not weights.exists():
+        raise SpeechseqError(f"{model_dir}: not a model directory (no model.pt; has training finished?)")
+    state = ckpt.load(weights, map_location="cpu")
+    cfg = from_dict(AsrExperimentConfig, state["config"])
+    tokenizer = Tokenizer(model_dir / "tokenizer.model")
+    if state.get("tokenizer_sha256") and state["tokenizer_sha256"] != tokenizer.sha256():
+        raise SpeechseqError(f"{model_dir}/tokenizer.model does not match the tokenizer the model was trained with")
+    model = build_asr_model(cfg.model, tokenizer.vocab_size)
+    model.load_state_dict(state["model"])
+    return model.to(device).eval(), tokenizer
+
+
+def load_asr(model_dir: str | Path, device: str = "cpu") -> Recognizer:
+    """Load a trained ASR model directory as a :class:`Recognizer`."""
+    dev = torch.device(device if device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
+    model, tokenizer = load_model_dir(model_dir, dev)
+    return Recognizer(model, tokenizer, dev)

@@ -1,0 +1,75 @@
+"""Conformer convolution module: pointwise -> GLU -> depthwise conv -> norm -> SiLU -> pointwise.
+
+The depthwise conv pads symmetrically (offline) or only on the left (``causal=True``, what streaming needs). Padded
+frames are zeroed before the depthwise conv so a batch gives the same result as each item alone. ``norm="layer"``
+(LayerNorm over channels) is the streaming-safe choice; ``"batch"`` is the original Conformer's BatchNorm.
+Dims: B batch, T frames, D channels, K kernel size.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+class ConvModule(nn.Module):
+    def __init__(self, d_model: int, kernel_size: int, causal: bool = False,
+                 norm: Literal["layer", "batch"] = "layer", dropout: float = 0.0):
+        super().__init__()
+        if not causal and kernel_size % 2 == 0:
+            raise ValueError(f"a non-causal conv needs an odd kernel_size, got {kernel_size}")
+        self.kernel_size, self.causal = kernel_size, causal
+        self.pointwise_in = nn.Conv1d(d_model, 2 * d_model, 1)
+        self.depthwise = nn.Conv1d(d_model, d_model, kernel_size, groups=d_model)
+        self.norm_kind = norm
+        self.norm = nn.LayerNorm(d_model) if norm == "layer" else nn.BatchNorm1d(d_model)
+        self.pointwise_out = nn.Conv1d(d_model, d_model, 1)
+        self.dropout = nn.Dropout(dropout)
+
+    @property
+    def left_context(self) -> int:
+        """Frames of past input the depthwise conv reads (the size of a streaming cache)."""
+        return self.kernel_size - 1 if self.causal else (self.kernel_size - 1) // 2
+
+    def forward(self, x: Tensor, valid: Tensor, cache: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """
+        Args:
+            x: (B, T, D) input (already layer-normed).
+            valid: (B, T) bool, False on padding.
+            cache: optional (B, D, K-1) previous depthwise inputs (causal streaming only).
+        Returns:
+            (B, T, D) output and the (B, D, T + K-1) depthwise input incl. the cache/left padding.
+        """
+        h = F.glu(self.pointwise_in(x.transpose(1, 2)), dim=1)  # (B, D, T)
+        h = h * valid[:, None, :].to(h.dtype)
+        if self.causal:
+            left = cache if cache is not None else h.new_zeros(h.shape[0], h.shape[1], self.kernel_size - 1)
+            h = torch.cat([left, h], dim=2)
+            padded = h
+        else:
+            pad = (self.kernel_size - 1) // 2
+            padded = F.pad(h, (pad, pad))
+        h = self.depthwise(padded)
+        if self.norm_kind == "layer":
+            h = self.norm(h.transpose(1, 2)).transpose(1, 2)
+        else:
+            h = self.norm(h)
+        h = self.pointwise_out(F.silu(h))
+        return self.dropout(h.transpose(1, 2)), padded
+
+
+class FeedForward(nn.Module):
+    """Linear -> SiLU -> dropout -> Linear -> dropout, with ``expansion`` x width in the middle."""
+
+    def __init__(self, d_model: int, expansion: int = 4, dropout: float = 0.0):
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Linear(d_model, expansion * d_model), nn.SiLU(), nn.Dropout(dropout),
+            nn.Linear(expansion * d_model, d_model), nn.Dropout(dropout),
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x)

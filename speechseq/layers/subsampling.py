@@ -1,0 +1,66 @@
+"""Convolutional front-end subsampling of feature frames by 4 or 8.
+
+kinds:
+- ``conv2d``: stacked 3x3 stride-2 Conv2d + ReLU (the classic Conformer/ESPnet front end), no padding:
+  each stage maps T -> (T - 1) // 2.
+- ``dw_striding``: FastConformer-style: a full 3x3 stride-2 Conv2d, then depthwise-separable stride-2 stages
+  (depthwise 3x3 + pointwise 1x1 + ReLU), padding 1: each stage maps T -> (T - 1) // 2 + 1. Far cheaper at x8.
+Frames beyond each item's length are zeroed after every stage so batched and single results agree.
+Dims: B batch, T frames, F feature bins, C channels, D model width.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+
+
+class Subsampling(nn.Module):
+    def __init__(self, num_features: int, d_model: int, factor: int = 4,
+                 kind: Literal["conv2d", "dw_striding"] = "conv2d", channels: int = 0):
+        super().__init__()
+        if factor not in (2, 4, 8):
+            raise ValueError(f"subsampling factor must be 2, 4 or 8, got {factor}")
+        self.factor, self.kind = factor, kind
+        channels = channels or d_model
+        stages = int(math.log2(factor))
+        self.pad = 0 if kind == "conv2d" else 1
+        convs: list[nn.Module] = [nn.Conv2d(1, channels, 3, 2, self.pad)]
+        for _ in range(stages - 1):
+            if kind == "conv2d":
+                convs.append(nn.Conv2d(channels, channels, 3, 2, 0))
+            else:
+                convs.append(nn.Sequential(nn.Conv2d(channels, channels, 3, 2, 1, groups=channels),
+                                           nn.Conv2d(channels, channels, 1)))
+        self.convs = nn.ModuleList(convs)
+        freq = num_features
+        for _ in range(stages):
+            freq = self._stage_len(freq)
+        if freq < 1:
+            raise ValueError(f"{num_features} feature bins are too few for subsampling x{factor}")
+        self.out = nn.Linear(channels * freq, d_model)
+
+    def _stage_len(self, n: int) -> int:
+        return (n - 1) // 2 if self.pad == 0 else (n - 1) // 2 + 1
+
+    def output_lens(self, lens: Tensor) -> Tensor:
+        """(B,) input frame counts -> (B,) output frame counts (clamped at 0)."""
+        for _ in self.convs:
+            lens = torch.div(lens - 1, 2, rounding_mode="floor") + (0 if self.pad == 0 else 1)
+        return lens.clamp(min=0)
+
+    def forward(self, feats: Tensor, feat_lens: Tensor) -> tuple[Tensor, Tensor]:
+        """(B, T, F), (B,) -> (B, T', D), (B,)."""
+        x = feats[:, None]  # (B, 1, T, F)
+        lens = feat_lens
+        x = x * (torch.arange(x.shape[2], device=x.device)[None, :] < lens[:, None])[:, None, :, None].to(x.dtype)
+        for conv in self.convs:
+            x = torch.relu(conv(x))
+            lens = torch.div(lens - 1, 2, rounding_mode="floor") + (0 if self.pad == 0 else 1)
+            valid = torch.arange(x.shape[2], device=x.device)[None, :] < lens[:, None]
+            x = x * valid[:, None, :, None].to(x.dtype)
+        b, c, t, f = x.shape
+        return self.out(x.transpose(1, 2).reshape(b, t, c * f)), lens.clamp(min=0)

@@ -1,0 +1,91 @@
+"""Checkpoints: atomic writes, exact-resume payloads, averaging.
+
+A training checkpoint (``exp/checkpoints/step_000500.pt``) holds the model ``state_dict``, optimizer, scheduler,
+grad-scaler and sampler state, every RNG state, the step/epoch counters, the resolved config and the tokenizer's
+SHA-256. It is written to a temporary file in the same folder, flushed and fsynced, then renamed over the target, so
+an interrupted write never leaves a truncated checkpoint (and never touches the previous one).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from speechseq.errors import SpeechseqError
+
+STEP_RE = re.compile(r"step_(\d+)\.pt$")
+
+
+def atomic_save(obj: Any, path: str | Path) -> None:
+    """torch.save to ``path`` via a temporary file + fsync + rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    with open(tmp, "wb") as f:
+        torch.save(obj, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def load(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
+    """Load a checkpoint; a missing or corrupt file raises SpeechseqError naming it."""
+    path = Path(path)
+    if not path.exists():
+        raise SpeechseqError(f"{path}: checkpoint not found")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=False)
+    except Exception as e:  # noqa: BLE001 - torch raises many kinds for a truncated/corrupt file
+        raise SpeechseqError(f"{path}: unreadable checkpoint ({type(e).__name__}: {e})") from None
+
+
+def rng_state() -> dict:
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def list_checkpoints(ckpt_dir: str | Path) -> list[Path]:
+    """``step_*.pt`` files in step order."""
+    ckpt_dir = Path(ckpt_dir)
+    if not ckpt_dir.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in ckpt_dir.iterdir() if (m := STEP_RE.search(p.name))]
+    return [p for _, p in sorted(found)]
+
+
+def prune(ckpt_dir: str | Path, keep: int) -> None:
+    """Delete all but the newest ``keep`` step checkpoints (keep <= 0 keeps everything)."""
+    if keep <= 0:
+        return
+    for p in list_checkpoints(ckpt_dir)[:-keep]:
+        p.unlink(missing_ok=True)
+
+
+def average_state_dicts(paths: list[Path]) -> dict[str, torch.Tensor]:
+    """Element-wise mean of the ``model`` state_dicts in ``paths`` (integer buffers are taken from the last)."""
+    if not paths:
+        raise SpeechseqError("average_state_dicts: no checkpoints to average")
+    total: dict[str, torch.Tensor] = {}
+    last: dict[str, torch.Tensor] = {}
+    for p in paths:
+        last = load(p)["model"]
+        for k, v in last.items():
+            if v.is_floating_point():
+                total[k] = total[k] + v.double() if k in total else v.double().clone()
+    return {k: (total[k] / len(paths)).to(v.dtype) if v.is_floating_point() else v.clone() for k, v in last.items()}

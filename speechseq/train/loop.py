@@ -1,0 +1,315 @@
+"""One plain training loop for every task: AdamW, warmup + decay, clipping, accumulation, AMP, DDP, exact resume.
+
+    result = fit(model, loss_fn, dataset, sampler, cfg, exp_dir, meta={"config": ..., "tokenizer_sha256": ...})
+
+``loss_fn(model, batch) -> (loss, metrics)`` is the only task-specific piece. Multi-process data parallel training
+is launched with ``torchrun --nproc_per_node N``: the loop reads RANK/WORLD_SIZE/LOCAL_RANK, joins the process group
+(gloo on CPU, nccl on CUDA), wraps the model in DistributedDataParallel and shards batches through the sampler.
+
+Exact resume: a checkpoint is written only on an optimizer-step boundary; it stores the number of batches of the
+current epoch already consumed (not merely prefetched by loader workers) and the RNG states, which are restored
+after the new loader iterator is created, so the next loss equals that of an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Literal
+
+import torch
+import torch.distributed as dist
+from torch import Tensor, nn
+from tqdm import tqdm
+
+from speechseq.data.dataset import AsrDataset, Batch, WaveAugmentConfig, make_loader
+from speechseq.data.sampler import DurationBucketSampler
+from speechseq.train import checkpoint as ckpt
+
+log = logging.getLogger("speechseq.train")
+
+LossFn = Callable[[nn.Module, Batch], tuple[Tensor, dict[str, float]]]
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation and bookkeeping.
+
+    Attributes:
+        max_steps: optimizer steps to train for (the run stops at whichever of max_steps/max_epochs comes first).
+        max_epochs: passes over the training set.
+        max_duration_s: padded seconds of audio per batch (per process).
+        num_buckets: duration buckets of the sampler.
+        lr: peak learning rate.
+        warmup_steps: linear warmup from 0 to ``lr``.
+        schedule: "cosine" (to ``final_lr_ratio * lr`` at max_steps), "noam" (inverse sqrt) or "constant".
+        final_lr_ratio: end of the cosine decay, as a fraction of ``lr``.
+        weight_decay: AdamW decay on matrices (not on biases, norms or embeddings' 1-D params).
+        grad_clip: max global grad norm (0 = off).
+        accum_grad: micro-batches per optimizer step.
+        amp: "auto" (bf16 on CUDA when supported, else fp16; off on CPU), "off", "bf16" or "fp16".
+        checkpoint_every: optimizer steps between checkpoints.
+        keep_checkpoints: newest step checkpoints kept on disk.
+        average_last: checkpoints averaged into the final ``model.pt``.
+        log_every: optimizer steps between log lines / TensorBoard scalars.
+        valid_every: optimizer steps between validations (0 = only at the end).
+        num_workers: data-loader worker processes.
+        seed: global seed (model init, sampler, augmentation).
+        augment: waveform augmentation of the training set.
+    """
+
+    max_steps: int = 2000
+    max_epochs: int = 10000
+    max_duration_s: float = 120.0
+    num_buckets: int = 10
+    lr: float = 2e-3
+    warmup_steps: int = 300
+    schedule: Literal["cosine", "noam", "constant"] = "cosine"
+    final_lr_ratio: float = 0.02
+    weight_decay: float = 1e-3
+    grad_clip: float = 5.0
+    accum_grad: int = 1
+    amp: Literal["auto", "off", "bf16", "fp16"] = "auto"
+    checkpoint_every: int = 250
+    keep_checkpoints: int = 5
+    average_last: int = 3
+    log_every: int = 20
+    valid_every: int = 0
+    num_workers: int = 2
+    seed: int = 0
+    augment: WaveAugmentConfig = field(default_factory=WaveAugmentConfig)
+
+
+@dataclass
+class FitResult:
+    model_path: Path
+    steps: int
+    metrics: dict[str, float]
+
+
+def lr_factor(step: int, cfg: TrainConfig) -> float:
+    """Multiplier of ``cfg.lr`` at optimizer step ``step`` (0-based)."""
+    s = step + 1
+    warm = max(cfg.warmup_steps, 1)
+    if cfg.schedule == "noam":
+        return min(s / warm, math.sqrt(warm / s))
+    if s <= warm:
+        return s / warm
+    if cfg.schedule == "constant":
+        return 1.0
+    progress = min((s - warm) / max(cfg.max_steps - warm, 1), 1.0)
+    return cfg.final_lr_ratio + (1 - cfg.final_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    decay, no_decay = [], []
+    for p in model.parameters():
+        if p.requires_grad:
+            (decay if p.ndim >= 2 else no_decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def amp_dtype(setting: str, device: torch.device) -> torch.dtype | None:
+    if setting == "off" or (setting == "auto" and device.type != "cuda"):
+        return None
+    if setting == "fp16":
+        return torch.float16
+    if setting == "bf16" or (device.type == "cuda" and torch.cuda.is_bf16_supported()):
+        return torch.bfloat16
+    return torch.float16
+
+
+def dist_info() -> tuple[int, int, int]:
+    """(rank, world_size, local_rank) from torchrun's environment (0, 1, 0 when not distributed)."""
+    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("LOCAL_RANK", 0))
+
+
+def init_distributed(device: torch.device) -> None:
+    if dist_info()[1] > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda", dist_info()[2])
+        return torch.device("cpu")
+    return torch.device(device)
+
+
+class _Progress:
+    """Running sums between log lines."""
+
+    def __init__(self):
+        self.reset()
+
+    def reset(self) -> None:
+        self.sums: dict[str, float] = {}
+        self.count = 0
+        self.audio_s = 0.0
+        self.start = time.perf_counter()
+
+    def add(self, metrics: dict[str, float], audio_s: float) -> None:
+        for k, v in metrics.items():
+            self.sums[k] = self.sums.get(k, 0.0) + v
+        self.count += 1
+        self.audio_s += audio_s
+
+    def means(self) -> dict[str, float]:
+        out = {k: v / max(self.count, 1) for k, v in self.sums.items()}
+        out["audio_s_per_s"] = self.audio_s / max(time.perf_counter() - self.start, 1e-9)
+        return out
+
+
+def fit(model: nn.Module, loss_fn: LossFn, dataset: AsrDataset, sampler: DurationBucketSampler, cfg: TrainConfig,
+        exp_dir: str | Path, meta: dict, sample_rate: int,
+        validate: Callable[[nn.Module], dict[str, float]] | None = None,
+        device: torch.device = torch.device("cpu"), pad_id: int = 0) -> FitResult:
+    """Train ``model`` until ``cfg.max_steps``/``cfg.max_epochs``, resuming from ``exp_dir/checkpoints`` if any.
+
+    Args:
+        model: the (unwrapped) model, already initialised.
+        loss_fn: (model, batch) -> (scalar loss, float metrics).
+        dataset / sampler: training data; the sampler must already know rank and world size.
+        cfg: optimisation settings.
+        exp_dir: experiment folder (checkpoints/, tensorboard/, model.pt).
+        meta: stored in every checkpoint (resolved config, tokenizer hash, ...).
+        sample_rate: of the dataset's waves (for the audio-seconds throughput).
+        validate: called on rank 0 with the model in eval mode; returns metrics to log.
+    Returns:
+        FitResult with the path of the averaged ``model.pt``.
+    """
+    exp_dir = Path(exp_dir)
+    rank, world, _ = dist_info()
+    ckpt_dir = exp_dir / "checkpoints"
+    model.to(device)
+    train_model: nn.Module = model
+    if world > 1:
+        train_model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    optimizer = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=(0.9, 0.98), eps=1e-8)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, cfg))
+    dtype = amp_dtype(cfg.amp, device)
+    scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
+
+    step, epoch, consumed, pending_rng = 0, 0, 0, None
+    existing = ckpt.list_checkpoints(ckpt_dir)
+    if existing:
+        state = ckpt.load(existing[-1])
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        scaler.load_state_dict(state["scaler"])
+        step, epoch, consumed = state["step"], state["epoch"], state["consumed"]
+        pending_rng = state["rng"]
+        if rank == 0:
+            log.info("resumed from %s (step %d, epoch %d, batch %d)", existing[-1], step, epoch, consumed)
+
+    writer = None
+    if rank == 0:
+        from torch.utils.tensorboard import SummaryWriter
+
+        writer = SummaryWriter(str(exp_dir / "tensorboard"))
+    bar = tqdm(total=cfg.max_steps, initial=step, disable=rank != 0, dynamic_ncols=True,
+               mininterval=0.5 if sys.stderr.isatty() else 30.0, desc="train")
+    progress = _Progress()
+    last_metrics: dict[str, float] = {}
+
+    def save() -> None:
+        if rank == 0:
+            payload = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                       "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "step": step,
+                       "epoch": epoch, "consumed": consumed, "rng": ckpt.rng_state(), **meta}
+            ckpt.atomic_save(payload, ckpt_dir / f"step_{step:07d}.pt")
+            ckpt.prune(ckpt_dir, cfg.keep_checkpoints)
+        if world > 1:
+            dist.barrier()
+
+    def run_validation() -> None:
+        nonlocal last_metrics
+        if rank == 0 and validate is not None:
+            model.eval()
+            last_metrics = validate(model)
+            model.train()
+            for k, v in last_metrics.items():
+                writer.add_scalar(f"valid/{k}", v, step)
+            log.info("step %d valid %s", step, " ".join(f"{k}={v:.4g}" for k, v in last_metrics.items()))
+        if world > 1:
+            dist.barrier()
+
+    model.train()
+    micro = 0
+    while step < cfg.max_steps and epoch < cfg.max_epochs:
+        sampler.set_epoch(epoch)
+        sampler.load_state_dict({**sampler.state_dict(), "num_batches_yielded": consumed})
+        dataset.set_epoch(epoch)
+        loader = make_loader(dataset, sampler, cfg.num_workers, pad_id)
+        iterator = iter(loader)
+        if pending_rng is not None:
+            ckpt.set_rng_state(pending_rng)
+            pending_rng = None
+        for batch in iterator:
+            consumed += 1
+            has_data = torch.tensor([float(len(batch) > 0)])
+            if world > 1:
+                dist.all_reduce(has_data, op=dist.ReduceOp.MIN)
+            if has_data.item() == 0:
+                continue
+            batch = batch.to(device)
+            micro += 1
+            sync = micro % cfg.accum_grad == 0
+            ctx = train_model.no_sync() if (world > 1 and not sync) else contextlib.nullcontext()
+            with ctx:
+                with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+                    loss, metrics = loss_fn(train_model, batch)
+                scaler.scale(loss / cfg.accum_grad).backward()
+            progress.add({"loss": loss.item(), **metrics}, float(batch.wave_lens.sum()) / sample_rate)
+            if not sync:
+                continue
+            scaler.unscale_(optimizer)
+            grad_norm = nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip if cfg.grad_clip > 0 else math.inf)
+            scaler.step(optimizer)
+            scaler.update()
+            optimizer.zero_grad(set_to_none=True)
+            scheduler.step()
+            step += 1
+            bar.update(1)
+            if rank == 0 and step % cfg.log_every == 0:
+                means = progress.means()
+                means["grad_norm"], means["lr"] = float(grad_norm), scheduler.get_last_lr()[0]
+                for k, v in means.items():
+                    writer.add_scalar(f"train/{k}", v, step)
+                bar.set_postfix(loss=f"{means['loss']:.3f}", refresh=False)
+                log.info("step %d epoch %d %s", step, epoch, " ".join(f"{k}={v:.4g}" for k, v in means.items()))
+                progress.reset()
+            if step % cfg.checkpoint_every == 0 or step >= cfg.max_steps:
+                save()
+            if cfg.valid_every and step % cfg.valid_every == 0:
+                run_validation()
+            if step >= cfg.max_steps:
+                break
+        else:
+            epoch += 1
+            consumed = 0
+            continue
+        break
+    bar.close()
+    if not (ckpt_dir / f"step_{step:07d}.pt").exists():
+        save()
+    model_path = exp_dir / "model.pt"
+    if rank == 0:
+        paths = ckpt.list_checkpoints(ckpt_dir)[-max(cfg.average_last, 1):]
+        weights = ckpt.average_state_dicts(paths)
+        model.load_state_dict(weights)
+        ckpt.atomic_save({"model": weights, "averaged": [p.name for p in paths], "step": step, **meta}, model_path)
+        run_validation()
+        writer.close()
+    if world > 1:
+        dist.barrier()
+    return FitResult(model_path, step, last_metrics)
+

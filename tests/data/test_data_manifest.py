@@ -1,0 +1,101 @@
+"""JSONL manifest round trips (plain, gzip, relative paths) and errors naming file:line."""
+
+import gzip
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from speechseq.data.manifest import Utterance, iter_manifest, read_manifest, write_manifest
+from speechseq.errors import ManifestError
+
+
+def _utts(audio_dir: Path) -> list[Utterance]:
+    return [
+        Utterance("u1", str(audio_dir / "a.wav"), "hello world", speaker="spk1", duration=1.25),
+        Utterance("u2", str(audio_dir / "a.wav"), "", offset=1.5, duration=0.5, language="en"),
+        Utterance("u3", str(audio_dir / "b.flac"), "ünïcode text", extra={"sample_rate": 8000, "tag": [1, 2]}),
+    ]
+
+
+@pytest.mark.parametrize("name", ["m.jsonl", "m.jsonl.gz"])
+def test_round_trip_keeps_every_field(tmp_path: Path, name: str) -> None:
+    utts = _utts(tmp_path / "audio")
+    path = tmp_path / name
+    write_manifest(path, utts)
+    back = read_manifest(path)
+    assert back == utts
+    assert [u.extra for u in back] == [u.extra for u in utts]
+    raw = path.read_bytes()
+    assert (raw[:2] == b"\x1f\x8b") == name.endswith(".gz")
+    assert not list(tmp_path.glob("*.tmp*")), "temporary file left behind"
+
+
+def test_relative_paths_make_manifest_relocatable(tmp_path: Path) -> None:
+    corpus = tmp_path / "corpus"
+    utts = _utts(corpus / "audio")
+    write_manifest(corpus / "m.jsonl.gz", utts, relative=True)
+    with gzip.open(corpus / "m.jsonl.gz", "rt") as f:
+        rows = [json.loads(line) for line in f]
+    assert rows[0]["audio"] == os.path.join("audio", "a.wav")
+    shutil.move(str(corpus), str(tmp_path / "moved"))
+    back = read_manifest(tmp_path / "moved" / "m.jsonl.gz")
+    assert [u.audio for u in back] == [str(tmp_path / "moved" / "audio" / Path(u.audio).name) for u in utts]
+
+
+def test_absolute_paths_kept_when_not_relative(tmp_path: Path) -> None:
+    utts = _utts(tmp_path / "audio")
+    write_manifest(tmp_path / "m.jsonl", utts, relative=False)
+    first = json.loads((tmp_path / "m.jsonl").read_text().splitlines()[0])
+    assert first["audio"] == utts[0].audio
+
+
+def test_parent_relative_path_points_at_the_same_file(tmp_path: Path) -> None:
+    audio = tmp_path / "audio" / "a.wav"
+    write_manifest(tmp_path / "lists" / "m.jsonl", [Utterance("u1", str(audio), "x")])
+    assert json.loads((tmp_path / "lists" / "m.jsonl").read_text())["audio"] == os.path.join("..", "audio", "a.wav")
+    (back,) = read_manifest(tmp_path / "lists" / "m.jsonl")
+    assert os.path.normpath(back.audio) == str(audio)
+
+
+def test_duration_s_alias_and_lazy_iteration(tmp_path: Path) -> None:
+    path = tmp_path / "m.jsonl"
+    path.write_text('{"id": "a", "audio": "/x.wav", "text": "t", "duration_s": 2}\n\n{"id": "b", "audio": "/y.wav", "text": ""}\n')
+    it = iter_manifest(path)
+    first = next(it)
+    assert first.duration == 2.0 and first.extra == {}
+    assert next(it).duration is None
+
+
+@pytest.mark.parametrize(
+    ("lines", "bad_line", "fragment"),
+    [
+        (['{"id": "a", "audio": "x.wav", "text": "t"}', '{"id": "b", "audio": '], 2, "not valid JSON"),
+        (['{"id": "a", "audio": "x.wav", "text": "t"}', "", '{"id": "b", "audio": "y.wav"}'], 3, "missing field 'text'"),
+        (['{"id": "a", "audio": "x.wav", "text": "t", "duration": -1.0}'], 1, "non-negative"),
+        (['{"id": "a", "audio": "x.wav", "text": "t", "offset": "soon"}'], 1, "'offset'"),
+        (['["a", "x.wav", "t"]'], 1, "JSON object"),
+    ],
+)
+def test_malformed_line_names_file_and_line(tmp_path: Path, lines: list[str], bad_line: int, fragment: str) -> None:
+    path = tmp_path / "bad.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(ManifestError, match=fragment) as err:
+        read_manifest(path)
+    assert f"{path}:{bad_line}:" in str(err.value)
+
+
+def test_duplicate_id_names_file_and_id(tmp_path: Path) -> None:
+    path = tmp_path / "dup.jsonl"
+    row = '{"id": "same", "audio": "x.wav", "text": "t"}\n'
+    path.write_text(row + '{"id": "other", "audio": "x.wav", "text": "t"}\n' + row)
+    with pytest.raises(ManifestError, match="duplicate") as err:
+        read_manifest(path)
+    assert str(path) in str(err.value) and "'same'" in str(err.value)
+
+
+def test_missing_manifest_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(ManifestError, match="not found"):
+        read_manifest(tmp_path / "nope.jsonl")
