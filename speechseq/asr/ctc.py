@@ -209,7 +209,8 @@ def prefix_beam_search(log_probs: Tensor, lens: Tensor, beam_size: int = 10, tok
                     e = nxt[prefix]
                     e[0] = _logaddexp(e[0], total + blank_lp[t])
                     e[2] = e[2] or frames
-            ranked = sorted(nxt.items(), key=lambda kv: _logaddexp(kv[1][0], kv[1][1]), reverse=True)[:beam_size]
+            alive = [kv for kv in nxt.items() if _logaddexp(kv[1][0], kv[1][1]) > -math.inf]
+            ranked = sorted(alive, key=lambda kv: _logaddexp(kv[1][0], kv[1][1]), reverse=True)[:beam_size]
             beams = {p: (v[0], v[1], v[2] or []) for p, v in ranked}
         ranked = sorted(beams.items(), key=lambda kv: _logaddexp(kv[1][0], kv[1][1]), reverse=True)
         results.append([CtcHypothesis(list(p), list(fr), _logaddexp(pb, pnb)) for p, (pb, pnb, fr) in ranked])

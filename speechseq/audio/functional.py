@@ -46,7 +46,7 @@ def _next_power_of_two(n: int) -> int:
 
 
 def num_frames(num_samples: Tensor, frame_length: int, frame_shift: int) -> Tensor:
-    """Frames produced by snip-edges framing: ``1 + (N - frame_length) // frame_shift`` if ``N >= frame_length``, else 0.
+    """Frames from snip-edges framing: ``1 + (N - frame_length) // frame_shift`` if ``N >= frame_length``, else 0.
 
     Args:
         num_samples: (B,) integer tensor of sample counts (any integer dtype, any device).
@@ -125,7 +125,8 @@ def _mel_filterbank_cached(n_fft: int, n_mels: int, sample_rate: int, low_freq: 
             f"fbank: need 0 <= low_freq < high_freq <= {nyquist:g} Hz, got low_freq={low_freq:g}, "
             f"high_freq={high_freq:g} (after resolving high_freq <= 0 as nyquist + high_freq)"
         )
-    mel_low, mel_high = _mel(torch.tensor(low_freq, dtype=torch.float64)), _mel(torch.tensor(high_freq, dtype=torch.float64))
+    mel_low = _mel(torch.tensor(low_freq, dtype=torch.float64))
+    mel_high = _mel(torch.tensor(high_freq, dtype=torch.float64))
     delta = (mel_high - mel_low) / (n_mels + 1)
     edges = mel_low + delta * torch.arange(n_mels + 2, dtype=torch.float64)  # left edge of bin m is edges[m]
     left, center, right = edges[:-2], edges[1:-1], edges[2:]
@@ -208,7 +209,8 @@ def fbank(
     if mel_matrix is None:
         mel_matrix = _mel_filterbank_cached(n_fft, n_mels, sample_rate, float(low_freq), float(high_freq))
     if mel_matrix.shape[0] != n_fft // 2 + 1:
-        raise ConfigError(f"fbank: mel_matrix has {mel_matrix.shape[0]} rows, expected n_fft // 2 + 1 = {n_fft // 2 + 1}")
+        raise ConfigError(f"fbank: mel_matrix has {mel_matrix.shape[0]} rows,"
+                          f" expected n_fft // 2 + 1 = {n_fft // 2 + 1}")
     if window_tensor is None:
         window_tensor = frame_window(window, frame_length)
     if window_tensor.shape != (frame_length,):

@@ -172,7 +172,8 @@ def save_audio(path: str | Path, wave: np.ndarray | torch.Tensor, sample_rate: i
         raise AudioError(f"{path}: wave must be (N,) or (C, N), got shape {np.shape(wave)}")
     fmt = path.suffix[1:].upper()
     if fmt not in sf.available_formats():
-        raise AudioError(f"{path}: unknown audio extension {path.suffix!r} (soundfile writes {sorted(sf.available_formats())})")
+        known = ", ".join(sorted(sf.available_formats()))
+        raise AudioError(f"{path}: unknown audio extension {path.suffix!r} (soundfile writes {known})")
     subtype = "PCM_16" if fmt == "WAV" else sf.default_subtype(fmt)
     if subtype is not None and subtype.startswith("PCM"):
         data = np.clip(data, -1.0, 1.0)

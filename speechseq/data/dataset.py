@@ -20,12 +20,12 @@ from __future__ import annotations
 import functools
 import logging
 from dataclasses import dataclass, replace
-from typing import Callable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset
 
 from speechseq.data.manifest import Utterance, read_manifest
 from speechseq.errors import AudioError, ConfigError
@@ -261,7 +261,7 @@ def collate_asr(examples: list[Example | None], pad_id: int = 0) -> Batch:
 
 def make_loader(
     dataset: AsrDataset,
-    batch_sampler: Sampler[list[int]],
+    batch_sampler: Iterable[list[int]],
     num_workers: int = 0,
     pad_id: int = 0,
     pin_memory: bool = False,

@@ -203,7 +203,9 @@ def _read_durations(path: Path, spans: dict[str, tuple[str, float, float | None]
             raise ManifestError(f"{where}: duration {value} of utterance {utt_id!r} must be positive")
         from_segments = spans[utt_id][2]
         if from_segments is not None and abs(from_segments - duration) > _SUBSEGMENT_TOLERANCE_S:
-            raise ManifestError(f"{where}: duration {value} of {utt_id!r} disagrees with segments ({from_segments:.3f})")
+            raise ManifestError(
+                f"{where}: duration {value} of {utt_id!r} disagrees with segments ({from_segments:.3f} s)"
+            )
         durations[utt_id] = duration
     return durations
 

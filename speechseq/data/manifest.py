@@ -101,7 +101,7 @@ def parse_line(row: object, where: str, base_dir: Path) -> Utterance:
         raise ManifestError(f"{where}: field 'duration' is 0 (empty segment)")
     path = Path(audio)
     if not path.is_absolute():
-        path = base_dir / path
+        path = Path(os.path.normpath(base_dir / path))
     extra = {k: v for k, v in row.items() if k not in KNOWN and k != "duration_s"}
     return Utterance(
         id=uid,
@@ -117,6 +117,11 @@ def parse_line(row: object, where: str, base_dir: Path) -> Utterance:
 
 def iter_manifest(path: str | Path) -> Iterator[Utterance]:
     """Lazily yield the utterances of a JSONL(.gz) manifest, validating each line."""
+    for _, utt in _numbered(path):
+        yield utt
+
+
+def _numbered(path: str | Path) -> Iterator[tuple[int, Utterance]]:
     path = Path(path)
     if not path.exists():
         raise ManifestError(f"{path}: manifest not found")
@@ -130,17 +135,18 @@ def iter_manifest(path: str | Path) -> Iterator[Utterance]:
                 row = json.loads(line)
             except json.JSONDecodeError as e:
                 raise ManifestError(f"{where}: not valid JSON ({e.msg})") from None
-            yield parse_line(row, where, base_dir)
+            yield lineno, parse_line(row, where, base_dir)
 
 
 def read_manifest(path: str | Path) -> list[Utterance]:
     """Read a whole manifest; duplicate ids are an error."""
-    utts = list(iter_manifest(path))
-    seen: set[str] = set()
-    for u in utts:
-        if u.id in seen:
-            raise ManifestError(f"{path}: duplicate utterance id {u.id!r}")
-        seen.add(u.id)
+    utts = []
+    first_line: dict[str, int] = {}
+    for lineno, u in _numbered(path):
+        if u.id in first_line:
+            raise ManifestError(f"{path}:{lineno}: duplicate utterance id {u.id!r} (first on line {first_line[u.id]})")
+        first_line[u.id] = lineno
+        utts.append(u)
     return utts
 
 

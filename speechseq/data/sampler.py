@@ -322,7 +322,9 @@ class DurationBucketSampler:
             )
         for key in _PLAN_KEYS:
             if key in state and state[key] != getattr(self, key):
-                raise ConfigError(f"sampler state: {key!r} is {state[key]!r} but this sampler has {getattr(self, key)!r}")
+                raise ConfigError(
+                    f"sampler state: {key!r} is {state[key]!r} but this sampler has {getattr(self, key)!r}"
+                )
         self.seed = int(state["seed"])
         self._epoch = int(state["epoch"])
         position = int(state["num_batches_yielded"])

@@ -8,7 +8,7 @@ This is the project's embedded default corpus (``egs/synth_en``): it needs no do
 
 Held-out design: the dev and test voices never occur in train (:func:`split_voices`), and the dev/test sentences are
 never exact duplicates of train sentences. Sentences come from a small built-in grammar (:func:`generate_sentences`:
-device commands, digit strings, times, colours/objects/places, shopping lists, short questions; ~200 words) or from
+device commands, digit strings, times, colours/objects/places, shopping lists, short questions; 248 words) or from
 a text file (:func:`load_text_sentences`).
 
 Layout written by :func:`make_corpus`::
@@ -258,11 +258,13 @@ def split_voices(voices: list[Voice], num_dev: int, num_test: int,
 # ----------------------------------------------------------------------------------------------------------------
 # Sentences
 
-_DEVICES = "lights lamp fan heater radio television oven kettle dishwasher speaker computer printer camera alarm".split()
+_DEVICES = ("lights lamp fan heater radio television oven kettle dishwasher speaker computer printer camera "
+            "alarm").split()
 _ROOMS = ["kitchen", "bedroom", "bathroom", "garage", "office", "hallway", "basement", "attic", "garden",
           "living room", "dining room"]
 _COLORS = "red orange yellow green blue purple pink brown black white gray silver gold".split()
-_OBJECTS = "box ball cup book bag hat chair key pen bottle shoe plate spoon phone card coat umbrella basket towel".split()
+_OBJECTS = ("box ball cup book bag hat chair key pen bottle shoe plate spoon phone card coat umbrella basket "
+            "towel").split()
 _PLACES = "table shelf desk floor bed counter sofa drawer cabinet closet car".split()
 _SIZES = "big small little large heavy old new".split()
 _PREPS = ["on", "under", "behind", "next to", "near", "inside"]

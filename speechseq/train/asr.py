@@ -121,7 +121,11 @@ def train_asr(cfg: AsrExperimentConfig, exp_dir: str | Path, train_manifest: str
     meta = {"config": to_dict(cfg), "tokenizer_sha256": tokenizer.sha256()}
     nparams = sum(p.numel() for p in model.parameters())
     if rank == 0:
-        log.info("model %s: %.2fM parameters, vocab %d, %d training utterances", cfg.model.kind, nparams / 1e6,
-                 tokenizer.vocab_size, len(train_utts))
-    return fit(model, asr_loss, dataset, sampler, cfg.train, exp_dir, meta, sample_rate, validate, dev,
-               pad_id=tokenizer.blank_id)
+        log.info("model %s: %.2fM parameters, vocab %d, %d training utterances, world size %d", cfg.model.kind,
+                 nparams / 1e6, tokenizer.vocab_size, len(train_utts), world)
+    try:
+        return fit(model, asr_loss, dataset, sampler, cfg.train, exp_dir, meta, sample_rate, validate, dev,
+                   pad_id=tokenizer.blank_id)
+    finally:
+        if world > 1 and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()

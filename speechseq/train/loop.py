@@ -307,9 +307,8 @@ def fit(model: nn.Module, loss_fn: LossFn, dataset: AsrDataset, sampler: Duratio
         weights = ckpt.average_state_dicts(paths)
         model.load_state_dict(weights)
         ckpt.atomic_save({"model": weights, "averaged": [p.name for p in paths], "step": step, **meta}, model_path)
-        run_validation()
+    run_validation()  # every rank enters: rank 0 validates the averaged model, the others wait at its barrier
+    if writer is not None:
         writer.close()
-    if world > 1:
-        dist.barrier()
     return FitResult(model_path, step, last_metrics)
 

@@ -1,0 +1,122 @@
+"""Prepare corpus manifests.
+
+    python -m speechseq.bin.prepare synth_en --out data/synth_en --scale tiny [--text FILE] [--num-jobs 2] [--seed 0]
+    python -m speechseq.bin.prepare fsdd --out data/fsdd (--data-dir DIR | --download DEST)
+    python -m speechseq.bin.prepare librispeech --out data/librispeech --root DIR [--download]
+        [--subsets train-clean-100,dev-clean,test-clean]
+    python -m speechseq.bin.prepare merge --out data/train.jsonl a.jsonl b.jsonl ...
+
+Each subcommand wraps one library function (speechseq.data.synthetic.make_corpus,
+speechseq.data.corpora.fsdd.prepare_fsdd, speechseq.data.corpora.librispeech.prepare_librispeech; ``merge``
+concatenates manifests, e.g. LibriSpeech training subsets) and prints the manifests written with their utterance
+counts and hours of audio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from speechseq.data.corpora.fsdd import FSDD_URL, download_fsdd, prepare_fsdd
+from speechseq.data.corpora.librispeech import BASE_URL, download_librispeech, prepare_librispeech
+from speechseq.data.manifest import Utterance, read_manifest, write_manifest
+from speechseq.data.synthetic import make_corpus, scale_config
+from speechseq.errors import ManifestError, SpeechseqError
+
+
+def _summary(manifests: dict[str, Path]) -> None:
+    for name, path in manifests.items():
+        utts = read_manifest(path)
+        hours = sum(u.duration or 0.0 for u in utts) / 3600.0
+        print(f"{name:>16s} {len(utts):8d} utts {hours:9.3f} h  {path}")
+
+
+def _names(text: str | None) -> tuple[str, ...] | None:
+    return None if text is None else tuple(s.strip() for s in text.split(",") if s.strip())
+
+
+def _synth_en(args: argparse.Namespace) -> dict[str, Path]:
+    return make_corpus(args.out, scale_config(args.scale), text_file=args.text, num_jobs=args.num_jobs,
+                       seed=args.seed)
+
+
+def _fsdd(args: argparse.Namespace) -> dict[str, Path]:
+    data_dir = args.data_dir if args.download is None else download_fsdd(args.download, args.url or FSDD_URL)
+    return prepare_fsdd(data_dir, args.out, test_speakers=_names(args.test_speakers),
+                        dev_speakers=_names(args.dev_speakers))
+
+
+def _librispeech(args: argparse.Namespace) -> dict[str, Path]:
+    if args.download:
+        download_librispeech(args.root, args.subsets, base_url=args.base_url or BASE_URL,
+                             check_md5=not args.no_md5_check)
+    return prepare_librispeech(args.root, args.out, args.subsets)
+
+
+def _merge(args: argparse.Namespace) -> dict[str, Path]:
+    utts: list[Utterance] = []
+    seen: dict[str, Path] = {}
+    for path in args.inputs:
+        for u in read_manifest(path):
+            if u.id in seen:
+                raise ManifestError(f"{path}: utterance id {u.id!r} also in {seen[u.id]}")
+            seen[u.id] = path
+            utts.append(u)
+    write_manifest(args.out, utts, relative=False)
+    return {args.out.stem: args.out}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argparse parser of ``python -m speechseq.bin.prepare``."""
+    parser = argparse.ArgumentParser(prog="python -m speechseq.bin.prepare", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="corpus", required=True)
+
+    p = sub.add_parser("synth_en", help="synthesize the multi-voice English corpus (espeak-ng/flite/festival)")
+    p.add_argument("--out", required=True, type=Path, help="output folder (wav/ and {train,dev,test}.jsonl)")
+    p.add_argument("--scale", default="tiny", choices=["tiny", "small", "full"], help="corpus size preset")
+    p.add_argument("--text", default=None, help="sentences, one per line, instead of the built-in grammar")
+    p.add_argument("--num-jobs", type=int, default=2, help="TTS processes run in parallel")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_synth_en)
+
+    p = sub.add_parser("fsdd", help="Free Spoken Digit Dataset manifests (speaker-disjoint split)")
+    p.add_argument("--out", required=True, type=Path, help="output folder for {train,dev,test}.jsonl")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--data-dir", type=Path, help="local copy (manifest.jsonl or recordings/)")
+    src.add_argument("--download", type=Path, metavar="DEST", help="download the release zip into DEST first")
+    p.add_argument("--url", default=None, help="release zip URL for --download (default: the pinned tag)")
+    p.add_argument("--test-speakers", default=None, help="comma-separated (default: alphabetically last speaker)")
+    p.add_argument("--dev-speakers", default=None, help="comma-separated (default: second last speaker)")
+    p.set_defaults(func=_fsdd)
+
+    p = sub.add_parser("librispeech", help="LibriSpeech manifests, one per subset")
+    p.add_argument("--out", required=True, type=Path, help="output folder for <subset>.jsonl")
+    p.add_argument("--root", required=True, type=Path, help="folder holding LibriSpeech/ (download target)")
+    p.add_argument("--download", action="store_true", help="download and extract the subsets into --root first")
+    p.add_argument("--subsets", default="train-clean-100,dev-clean,test-clean", help="comma-separated subsets")
+    p.add_argument("--base-url", default=None, help="mirror folder holding <subset>.tar.gz")
+    p.add_argument("--no-md5-check", action="store_true", help="skip the md5 check of downloaded archives")
+    p.set_defaults(func=_librispeech)
+
+    p = sub.add_parser("merge", help="concatenate manifests (ids must be unique across them)")
+    p.add_argument("--out", required=True, type=Path, help="merged manifest (audio paths written absolute)")
+    p.add_argument("inputs", nargs="+", type=Path, help="manifests to concatenate, in order")
+    p.set_defaults(func=_merge)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the prepare command line; returns the exit status (2 on bad input, with the error on stderr)."""
+    args = build_parser().parse_args(argv)
+    try:
+        manifests = args.func(args)
+        _summary(manifests)
+    except SpeechseqError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,115 @@
+"""FSDD preparation: the shared copy, the upstream layout, the file:// zip download and the CLI."""
+
+from __future__ import annotations
+
+import json
+import re
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from speechseq.bin.prepare import main
+from speechseq.data.corpora.fsdd import download_fsdd, prepare_fsdd
+from speechseq.data.manifest import read_manifest
+from speechseq.errors import ConfigError, ManifestError
+
+FSDD = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "fsdd"
+WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
+
+
+def _upstream_tree(root: Path, speakers: tuple[str, ...] = ("alice", "bob", "carol"), digits: int = 3,
+                   takes: int = 2) -> Path:
+    rec = root / "recordings"
+    rec.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for spk in speakers:
+        for d in range(digits):
+            for n in range(takes):
+                num_samples = 2000 + 400 * d + 40 * n
+                sf.write(str(rec / f"{d}_{spk}_{n}.wav"), 0.1 * rng.standard_normal(num_samples), 8000,
+                         subtype="PCM_16")
+    return root
+
+
+def test_shared_copy_speaker_disjoint_and_complete(tmp_path: Path) -> None:
+    manifests = prepare_fsdd(FSDD, tmp_path)
+    utts = {s: read_manifest(p) for s, p in manifests.items()}
+    speakers = {s: {u.speaker for u in us} for s, us in utts.items()}
+    assert speakers == {"train": {"fsdd_jackson", "fsdd_nicolas"}, "dev": {"fsdd_theo"}, "test": {"fsdd_yweweler"}}
+    all_ids = [u.id for us in utts.values() for u in us]
+    assert len(all_ids) == len(set(all_ids)) == 2000
+    originals = {json.loads(line)["id"] for line in (FSDD / "manifest.jsonl").read_text().splitlines()}
+    assert set(all_ids) == originals
+    for us in utts.values():
+        for u in us:
+            assert Path(u.audio).is_absolute() and Path(u.audio).parent == FSDD / "audio"
+            assert u.text in WORDS and u.language == "en" and u.duration > 0
+    assert all(Path(u.audio).is_file() for u in utts["test"])
+    assert not list(tmp_path.rglob("*.wav"))  # audio is never copied
+
+
+def test_explicit_speakers_and_errors(tmp_path: Path) -> None:
+    manifests = prepare_fsdd(FSDD, tmp_path, test_speakers=("jackson",), dev_speakers=("fsdd_nicolas", "theo"))
+    assert {u.speaker for u in read_manifest(manifests["train"])} == {"fsdd_yweweler"}
+    assert len(read_manifest(manifests["dev"])) == 1000
+    with pytest.raises(ConfigError, match="unknown speaker 'george'"):
+        prepare_fsdd(FSDD, tmp_path, test_speakers=("george",))
+    with pytest.raises(ConfigError, match="both"):
+        prepare_fsdd(FSDD, tmp_path, test_speakers=("theo",), dev_speakers=("theo",))
+    with pytest.raises(ConfigError, match="non-empty train"):
+        prepare_fsdd(FSDD, tmp_path, test_speakers=("theo", "jackson"), dev_speakers=("nicolas", "yweweler"))
+    with pytest.raises(ManifestError, match="recordings"):
+        prepare_fsdd(tmp_path / "nothing", tmp_path)
+
+
+def test_upstream_layout(tmp_path: Path) -> None:
+    root = _upstream_tree(tmp_path / "fsdd")
+    manifests = prepare_fsdd(root, tmp_path / "out")
+    test = read_manifest(manifests["test"])
+    assert {u.speaker for u in test} == {"fsdd_carol"}
+    assert {u.speaker for u in read_manifest(manifests["dev"])} == {"fsdd_bob"}
+    train = read_manifest(manifests["train"])
+    assert [u.id for u in train] == [f"fsdd_{d}_alice_{n}" for d in range(3) for n in range(2)]
+    assert [u.text for u in train] == ["zero", "zero", "one", "one", "two", "two"]
+    assert train[3].duration == pytest.approx((2000 + 400 + 40) / 8000)
+    assert train[3].audio == str((root / "recordings" / "1_alice_1.wav").resolve())
+    (root / "recordings" / "notes.wav").write_bytes(b"")
+    with pytest.raises(ManifestError, match="notes.wav"):
+        prepare_fsdd(root, tmp_path / "out")
+
+
+def _release_zip(tmp_path: Path) -> Path:
+    tree = _upstream_tree(tmp_path / "src" / "free-spoken-digit-dataset-1.0.10", speakers=("ann", "ben", "cid"),
+                          digits=2, takes=1)
+    (tree / "README.md").write_text("FSDD\n")
+    archive = tmp_path / "v1.0.10.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for path in sorted(tree.rglob("*")):
+            zf.write(path, path.relative_to(tmp_path / "src"))
+    return archive
+
+
+def test_download_from_file_url(tmp_path: Path) -> None:
+    archive = _release_zip(tmp_path)
+    root = download_fsdd(tmp_path / "dl", url=archive.as_uri())
+    assert root == tmp_path / "dl" / "free-spoken-digit-dataset-1.0.10"
+    assert len(list((root / "recordings").glob("*.wav"))) == 6
+    archive.unlink()  # a second call must not fetch again
+    assert download_fsdd(tmp_path / "dl", url=archive.as_uri()) == root
+    manifests = prepare_fsdd(root, tmp_path / "out")
+    assert sum(len(read_manifest(p)) for p in manifests.values()) == 6
+
+
+def test_prepare_cli_fsdd(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    archive = _release_zip(tmp_path)
+    out = tmp_path / "out"
+    assert main(["fsdd", "--out", str(out), "--download", str(tmp_path / "dl"), "--url", archive.as_uri()]) == 0
+    printed = capsys.readouterr().out
+    assert re.search(r"train\s+2 utts", printed) and re.search(r"test\s+2 utts", printed)
+    assert main(["fsdd", "--out", str(out), "--data-dir", str(FSDD), "--test-speakers", "theo"]) == 0
+    assert re.search(r"test\s+500 utts\s+0\.0\d+ h", capsys.readouterr().out)
+    assert main(["fsdd", "--out", str(out), "--data-dir", str(FSDD), "--test-speakers", "nobody"]) == 2
+    assert "nobody" in capsys.readouterr().err

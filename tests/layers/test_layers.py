@@ -1,0 +1,84 @@
+import torch
+
+from speechseq.layers.attention import RelPositionAttention, rel_positions, rel_shift
+from speechseq.layers.conv import ConvModule
+from speechseq.layers.masks import attention_mask, band_mask, chunk_mask, valid_mask
+from speechseq.layers.subsampling import Subsampling
+
+
+def test_valid_and_chunk_masks():
+    assert valid_mask(torch.tensor([2, 4]), 5).tolist() == [[1, 1, 0, 0, 0], [1, 1, 1, 1, 0]]
+    m = chunk_mask(7, chunk_size=2, left_chunks=1)
+    assert m.shape == (7, 7)
+    # frame 5 is in chunk 2: sees chunks 1..2 = frames 2..5, never 6 (future chunk 3) or 0..1 (too far left)
+    assert m[5].nonzero().squeeze(1).tolist() == [2, 3, 4, 5]
+    assert m[4].nonzero().squeeze(1).tolist() == [2, 3, 4, 5]
+    unlimited = chunk_mask(7, 2, -1)
+    assert unlimited[6].all() and not unlimited[0, 2]
+    assert chunk_mask(5, 0).all()
+    band = band_mask(6, left=2, right=1)
+    assert band[3].nonzero().squeeze(1).tolist() == [1, 2, 3, 4]
+
+
+def test_attention_mask_combines_padding_and_chunks():
+    lens = torch.tensor([3, 5])
+    m = attention_mask(lens, 5, chunk_size=2, left_chunks=-1)
+    assert m.shape == (2, 5, 5)
+    assert not m[0, 1, 3] and not m[0, 2, 3]  # key 3 is padding for item 0
+    assert m[0, 4].tolist() == [True, True, True, False, True]  # a padded query row is never all-masked
+    assert m[1, 2, 3] and not m[1, 1, 2]  # chunk structure for item 1
+
+
+def test_rel_shift_matches_gather_reference():
+    b, h, tq, tk = 3, 2, 4, 7
+    scores = torch.randn(b, h, tq, tk + tq - 1)
+    out = rel_shift(scores, tk)
+    i = torch.arange(tq)[:, None]
+    j = torch.arange(tk)[None, :]
+    ref = scores[:, :, i.expand(tq, tk), (tq - 1 - i + j)]
+    assert torch.equal(out, ref)
+    pe = rel_positions(tq, tk, 8, torch.device("cpu"), torch.float32)
+    assert pe.shape == (tk + tq - 1, 8)
+    # column Tq-1-i+j holds distance (Tk-Tq+i) - j: the query/key distance
+    assert torch.allclose(pe[tk - 1], torch.tensor([0.0, 1.0] * 4))  # distance 0 -> sin 0, cos 0
+
+
+def test_attention_with_cache_equals_full_suffix():
+    torch.manual_seed(0)
+    att = RelPositionAttention(16, 4).eval()
+    x = torch.randn(2, 9, 16)
+    full, _ = att(x, torch.ones(2, 9, 9, dtype=torch.bool))
+    tail, kv = att(x[:, 6:], torch.ones(2, 3, 9, dtype=torch.bool), cache=x[:, :6])
+    assert kv.shape == (2, 9, 16)
+    assert torch.allclose(full[:, 6:], tail, atol=1e-5)
+
+
+def test_causal_conv_ignores_future_and_padding():
+    torch.manual_seed(0)
+    conv = ConvModule(16, 5, causal=True).eval()
+    x = torch.randn(1, 10, 16)
+    valid = torch.ones(1, 10, dtype=torch.bool)
+    y, _ = conv(x, valid)
+    x2 = x.clone()
+    x2[:, 7:] = torch.randn(1, 3, 16)
+    y2, _ = conv(x2, valid)
+    assert torch.allclose(y[:, :7], y2[:, :7], atol=1e-6) and not torch.allclose(y[:, 7:], y2[:, 7:])
+    sym = ConvModule(16, 5, causal=False).eval()
+    a, _ = sym(x, valid)
+    b, _ = sym(x2, valid)
+    assert torch.allclose(a[:, :5], b[:, :5], atol=1e-6) and not torch.allclose(a[:, 5], b[:, 5])
+
+
+def test_subsampling_lengths_and_batch_consistency():
+    torch.manual_seed(0)
+    for kind, factor in [("conv2d", 4), ("dw_striding", 4), ("dw_striding", 8)]:
+        sub = Subsampling(24, 16, factor, kind).eval()
+        feats = torch.randn(3, 37, 24)
+        lens = torch.tensor([37, 29, 13])
+        y, y_lens = sub(feats, lens)
+        assert y.shape == (3, int(y_lens.max()), 16)
+        assert sub.output_lens(lens).tolist() == y_lens.tolist()
+        for b in range(3):
+            alone, alone_len = sub(feats[b:b + 1, : lens[b]], lens[b:b + 1])
+            assert alone_len.item() == y_lens[b].item()
+            assert torch.allclose(alone[0], y[b, : y_lens[b]], atol=1e-5), (kind, factor, b)

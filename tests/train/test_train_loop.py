@@ -1,0 +1,102 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from speechseq.asr.model import build_asr_model
+from speechseq.config import load_config
+from speechseq.data.dataset import AsrDataset, WaveAugmentConfig
+from speechseq.data.manifest import read_manifest
+from speechseq.data.sampler import DurationBucketSampler, utterance_durations
+from speechseq.errors import SpeechseqError
+from speechseq.text.tokenizer import TokenizerConfig, train_tokenizer
+from speechseq.train import checkpoint as ckpt
+from speechseq.train.asr import AsrExperimentConfig, asr_loss, compute_frontend_stats
+from speechseq.train.loop import fit, lr_factor
+
+ROOT = Path(__file__).resolve().parents[2]
+DEBUG_CONFIG = ROOT / "recipes" / "conf" / "debug" / "ctc_debug.yaml"
+
+
+class Crash(RuntimeError):
+    pass
+
+
+def run_fit(exp: Path, manifest: Path, crash_after: int | None, losses: list[float]):
+    cfg = load_config(DEBUG_CONFIG, AsrExperimentConfig, ["train.max_steps=6", "train.checkpoint_every=3",
+                                                           "train.num_workers=2", "model.encoder.dropout=0.1"])
+    cfg.train.augment = WaveAugmentConfig(speed_factors=(0.9, 1.0, 1.1))
+    utts = read_manifest(manifest)
+    tok = train_tokenizer([u.text for u in utts], exp, TokenizerConfig("char"))
+    torch.manual_seed(0)
+    model = build_asr_model(cfg.model, tok.vocab_size)
+    dataset = AsrDataset(utts, 16000, tok.encode, cfg.train.augment, seed=0)
+    compute_frontend_stats(model, AsrDataset(utts, 16000), 20, 0)
+    sampler = DurationBucketSampler(utterance_durations(utts), cfg.train.max_duration_s, 2, seed=0)
+
+    def loss_fn(m, batch):
+        if crash_after is not None and len(losses) == crash_after:
+            raise Crash()
+        loss, metrics = asr_loss(m, batch)
+        losses.append(loss.item())
+        return loss, metrics
+
+    return fit(model, loss_fn, dataset, sampler, cfg.train, exp, {"config": {}}, 16000)
+
+
+def test_resume_reproduces_next_losses_exactly(tmp_path, fsdd_tiny):
+    reference: list[float] = []
+    run_fit(tmp_path / "a", fsdd_tiny["train"], None, reference)
+    assert len(reference) == 6
+    first: list[float] = []
+    with pytest.raises(Crash):
+        run_fit(tmp_path / "b", fsdd_tiny["train"], 4, first)  # dies during step 5; step 3 is checkpointed
+    assert [p.name for p in ckpt.list_checkpoints(tmp_path / "b" / "checkpoints")] == ["step_0000003.pt"]
+    resumed: list[float] = []
+    result = run_fit(tmp_path / "b", fsdd_tiny["train"], None, resumed)
+    assert first == reference[:4]
+    assert resumed == reference[3:]  # bit-exact: steps 4..6 after resuming from step 3
+    assert result.steps == 6 and (tmp_path / "b" / "model.pt").exists()
+
+
+def test_average_and_atomic_save(tmp_path):
+    a = {"model": {"w": torch.tensor([1.0, 3.0]), "n": torch.tensor(1)}}
+    b = {"model": {"w": torch.tensor([3.0, 5.0]), "n": torch.tensor(2)}}
+    ckpt.atomic_save(a, tmp_path / "step_0000001.pt")
+    ckpt.atomic_save(b, tmp_path / "step_0000002.pt")
+    avg = ckpt.average_state_dicts(ckpt.list_checkpoints(tmp_path))
+    assert torch.equal(avg["w"], torch.tensor([2.0, 4.0])) and avg["n"].item() == 2
+    with pytest.raises(Exception):
+        ckpt.atomic_save({"bad": lambda: 0}, tmp_path / "step_0000002.pt")  # unpicklable: the write fails
+    assert torch.equal(ckpt.load(tmp_path / "step_0000002.pt")["model"]["w"], b["model"]["w"])  # old file intact
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["step_0000001.pt", "step_0000002.pt"]  # no temp left
+    (tmp_path / "step_0000003.pt").write_bytes(b"truncated")
+    with pytest.raises(SpeechseqError, match="step_0000003.pt: unreadable checkpoint"):
+        ckpt.load(tmp_path / "step_0000003.pt")
+    ckpt.prune(tmp_path, keep=1)
+    assert [p.name for p in ckpt.list_checkpoints(tmp_path)] == ["step_0000003.pt"]
+
+
+def test_lr_schedule():
+    cfg = load_config(None, AsrExperimentConfig, ["train.warmup_steps=10", "train.max_steps=100"]).train
+    f = [lr_factor(s, cfg) for s in range(100)]
+    assert f[0] == pytest.approx(0.1) and f[9] == pytest.approx(1.0)
+    assert f[-1] == pytest.approx(cfg.final_lr_ratio, abs=1e-3) and all(x >= y for x, y in zip(f[9:], f[10:]))
+
+
+def test_torchrun_two_processes(tmp_path, fsdd_tiny):
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           "-m", "speechseq.bin.train", "--config", str(DEBUG_CONFIG), "--exp", str(tmp_path / "exp"),
+           "--train", str(fsdd_tiny["train"]), "--device", "cpu", "train.max_steps=4", "train.checkpoint_every=2"]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "world size 2" in proc.stderr
+    state = ckpt.load(tmp_path / "exp" / "checkpoints" / "step_0000004.pt")
+    assert state["step"] == 4
+    # each rank consumed its own shard: 4 steps of a 2-way split mean half the batches of one process
+    assert state["consumed"] >= 1
+    assert (tmp_path / "exp" / "model.pt").exists()
