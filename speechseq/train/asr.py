@@ -115,9 +115,8 @@ def train_asr(cfg: AsrExperimentConfig, exp_dir: str | Path, train_manifest: str
         compute_frontend_stats(model, AsrDataset(train_utts, sample_rate), stats_utterances, cfg.train.seed)
     sampler = DurationBucketSampler(utterance_durations(train_utts), cfg.train.max_duration_s, cfg.train.num_buckets,
                                     shuffle=True, seed=cfg.train.seed, rank=rank, world_size=world)
-    validate = None
-    if dev_manifest is not None:
-        validate = make_validate(read_manifest(dev_manifest), tokenizer, sample_rate, dev)
+    dev_utts = read_manifest(dev_manifest) if dev_manifest is not None else []
+    validate = make_validate(dev_utts, tokenizer, sample_rate, dev) if dev_utts else None
     meta = {"config": to_dict(cfg), "tokenizer_sha256": tokenizer.sha256()}
     nparams = sum(p.numel() for p in model.parameters())
     if rank == 0:

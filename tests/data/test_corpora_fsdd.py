@@ -38,7 +38,10 @@ def test_shared_copy_speaker_disjoint_and_complete(tmp_path: Path) -> None:
     manifests = prepare_fsdd(FSDD, tmp_path)
     utts = {s: read_manifest(p) for s, p in manifests.items()}
     speakers = {s: {u.speaker for u in us} for s, us in utts.items()}
-    assert speakers == {"train": {"fsdd_jackson", "fsdd_nicolas"}, "dev": {"fsdd_theo"}, "test": {"fsdd_yweweler"}}
+    train_speakers = {"fsdd_jackson", "fsdd_nicolas", "fsdd_theo"}
+    assert speakers == {"train": train_speakers, "dev": train_speakers, "test": {"fsdd_yweweler"}}
+    assert len(utts["dev"]) == 150 and len(utts["train"]) == 1350 and len(utts["test"]) == 500
+    assert not {u.id for u in utts["dev"]} & {u.id for u in utts["train"]}
     all_ids = [u.id for us in utts.values() for u in us]
     assert len(all_ids) == len(set(all_ids)) == 2000
     originals = {json.loads(line)["id"] for line in (FSDD / "manifest.jsonl").read_text().splitlines()}
@@ -67,7 +70,7 @@ def test_explicit_speakers_and_errors(tmp_path: Path) -> None:
 
 def test_upstream_layout(tmp_path: Path) -> None:
     root = _upstream_tree(tmp_path / "fsdd")
-    manifests = prepare_fsdd(root, tmp_path / "out")
+    manifests = prepare_fsdd(root, tmp_path / "out", dev_speakers=("bob",))
     test = read_manifest(manifests["test"])
     assert {u.speaker for u in test} == {"fsdd_carol"}
     assert {u.speaker for u in read_manifest(manifests["dev"])} == {"fsdd_bob"}
@@ -108,7 +111,7 @@ def test_prepare_cli_fsdd(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     out = tmp_path / "out"
     assert main(["fsdd", "--out", str(out), "--download", str(tmp_path / "dl"), "--url", archive.as_uri()]) == 0
     printed = capsys.readouterr().out
-    assert re.search(r"train\s+2 utts", printed) and re.search(r"test\s+2 utts", printed)
+    assert re.search(r"train\s+4 utts", printed) and re.search(r"test\s+2 utts", printed)
     assert main(["fsdd", "--out", str(out), "--data-dir", str(FSDD), "--test-speakers", "theo"]) == 0
     assert re.search(r"test\s+500 utts\s+0\.0\d+ h", capsys.readouterr().out)
     assert main(["fsdd", "--out", str(out), "--data-dir", str(FSDD), "--test-speakers", "nobody"]) == 2

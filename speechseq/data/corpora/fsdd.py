@@ -11,8 +11,10 @@ Two input layouts are accepted:
   release zip unpacks), where text is the digit as an English word, id ``fsdd_{digit}_{speaker}_{index}`` and
   speaker ``fsdd_{speaker}`` (the same naming as the local copy).
 
-The split is speaker-disjoint. By default the alphabetically last speaker is the test speaker and the second last the
-dev speaker: ``yweweler`` (test) and ``theo`` (dev) for both the upstream release and the shared copy. Manifests point
+Test is speaker-disjoint from train: by default the alphabetically last speaker (``yweweler``) is the test speaker.
+With only 4-6 speakers, holding out a second speaker for dev would leave too few voices to learn from, so by default
+dev is every 10th utterance of the training speakers (used only to monitor training); pass ``dev_speakers`` for a
+speaker-disjoint dev set. Manifests point
 at the original files by absolute path; audio is never copied.
 """
 
@@ -77,7 +79,7 @@ def prepare_fsdd(data_dir: str | Path, out_dir: str | Path, test_speakers: tuple
         data_dir: a folder with ``manifest.jsonl`` or the upstream layout (``recordings/`` here or one level down).
         out_dir: where the manifests go.
         test_speakers: speakers held out for test (``theo`` or ``fsdd_theo``); default the alphabetically last.
-        dev_speakers: speakers held out for dev; default the alphabetically last one not in test.
+        dev_speakers: speakers held out for dev; default none: dev is every 10th utterance of the training speakers.
 
     Returns:
         ``{"train": out_dir/train.jsonl, "dev": ..., "test": ...}``.
@@ -101,19 +103,22 @@ def prepare_fsdd(data_dir: str | Path, out_dir: str | Path, test_speakers: tuple
         test = {speakers[-1]}
     else:
         test = _resolve_speakers(tuple(test_speakers), speakers, "test_speakers")
-    if dev_speakers is None:
-        rest = [s for s in speakers if s not in test]
-        dev = {rest[-1]} if rest else set()
-    else:
-        dev = _resolve_speakers(tuple(dev_speakers), speakers, "dev_speakers")
+    dev = set() if dev_speakers is None else _resolve_speakers(tuple(dev_speakers), speakers, "dev_speakers")
     if test & dev:
         raise ConfigError(f"speakers {sorted(test & dev)} are in both test_speakers and dev_speakers")
-    if not test or not dev or not set(speakers) - test - dev:
+    if not test or not set(speakers) - test - dev:
         raise ConfigError(f"{data_dir}: speakers {speakers} cannot give non-empty train, dev "
                           f"({sorted(dev)}) and test ({sorted(test)}) splits")
     splits: dict[str, list[Utterance]] = {"train": [], "dev": [], "test": []}
+    train_count = 0
     for u in utts:
-        split = "test" if u.speaker in test else "dev" if u.speaker in dev else "train"
+        if u.speaker in test:
+            split = "test"
+        elif u.speaker in dev:
+            split = "dev"
+        else:
+            split = "dev" if dev_speakers is None and train_count % 10 == 9 else "train"
+            train_count += 1
         splits[split].append(u if u.language else dataclasses.replace(u, language="en"))
     manifests = {}
     for split, items in splits.items():
