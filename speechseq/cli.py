@@ -5,6 +5,8 @@ from __future__ import annotations
 import importlib
 import sys
 
+from speechseq.bin import run
+
 COMMANDS = {
     "prepare": "prepare corpus manifests (synth_en, fsdd, librispeech)",
     "tokenizer": "train a SentencePiece tokenizer on a manifest",
@@ -28,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"speechseq: unknown command {name!r} (choices: {', '.join(COMMANDS)})", file=sys.stderr)
         return 2
     module = importlib.import_module(f"speechseq.bin.{name}")
-    return module.main(rest)
+    return run(module.main, rest)
 
 
 if __name__ == "__main__":

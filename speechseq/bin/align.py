@@ -1,6 +1,9 @@
 """speechseq align: CTC forced alignment of a manifest's transcripts; writes word start/end times as JSONL.
 
     python -m speechseq.bin.align --model-dir exp/ctc_tiny --manifest data/test.jsonl --out exp/ctc_tiny/align.jsonl
+
+When the manifest lines carry reference ``words: [[word, start_s, end_s], ...]`` (see
+``speechseq.data.synthetic.make_alignment_set``), the mean absolute boundary error is printed as well.
 """
 
 from __future__ import annotations
@@ -17,12 +20,26 @@ from speechseq.data.manifest import iter_manifest
 from speechseq.infer.recognizer import load_model_dir
 
 
+def boundary_error(ref: list[list], hyp: list[list]) -> tuple[float, float] | None:
+    """Mean absolute (start, end) error in seconds of two [[word, start, end], ...] lists (None if words differ)."""
+    if [r[0] for r in ref] != [h[0] for h in hyp] or not ref:
+        return None
+    starts = sum(abs(r[1] - h[1]) for r, h in zip(ref, hyp)) / len(ref)
+    ends = sum(abs(r[2] - h[2]) for r, h in zip(ref, hyp)) / len(ref)
+    return starts, ends
+
+
 @torch.no_grad()
-def align_manifest(model_dir: str, manifest: str, out_path: str, device: str = "cpu") -> int:
-    """Align every utterance's reference text; returns how many were aligned (failures are reported, skipped)."""
+def align_manifest(model_dir: str, manifest: str, out_path: str, device: str = "cpu") -> dict:
+    """Align every utterance's reference text (failures are reported and skipped).
+
+    Returns:
+        {"aligned": count, and when references exist "start_mae_s", "end_mae_s", "mae_s", "scored"}.
+    """
     model, tokenizer = load_model_dir(model_dir, device)
     sr = model.frontend.sample_rate
     n = 0
+    errors: list[tuple[float, float]] = []
     Path(out_path).parent.mkdir(parents=True, exist_ok=True)
     with open(out_path, "w") as f:
         for u in iter_manifest(manifest):
@@ -35,10 +52,18 @@ def align_manifest(model_dir: str, manifest: str, out_path: str, device: str = "
                 print(f"{u.id}: {e}")
                 continue
             words = word_times(spans, [tokenizer.id_to_piece(t) for t in tokens], model.frame_shift_s)
-            f.write(json.dumps({"id": u.id, "words": [[w.word, round(w.start_s, 3), round(w.end_s, 3)]
-                                                      for w in words]}) + "\n")
+            hyp = [[w.word, round(w.start_s, 3), round(w.end_s, 3)] for w in words]
+            f.write(json.dumps({"id": u.id, "words": hyp}) + "\n")
             n += 1
-    return n
+            if "words" in u.extra and (err := boundary_error(u.extra["words"], hyp)) is not None:
+                errors.append(err)
+    result: dict = {"aligned": n}
+    if errors:
+        result["start_mae_s"] = sum(e[0] for e in errors) / len(errors)
+        result["end_mae_s"] = sum(e[1] for e in errors) / len(errors)
+        result["mae_s"] = (result["start_mae_s"] + result["end_mae_s"]) / 2
+        result["scored"] = len(errors)
+    return result
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -48,10 +73,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", required=True)
     p.add_argument("--device", default="cpu")
     args = p.parse_args(argv)
-    n = align_manifest(args.model_dir, args.manifest, args.out, args.device)
-    print(f"aligned {n} utterances -> {args.out}")
+    r = align_manifest(args.model_dir, args.manifest, args.out, args.device)
+    extra = ""
+    if "mae_s" in r:
+        extra = (f"; word boundary error vs reference: start {1000 * r['start_mae_s']:.1f} ms, end "
+                 f"{1000 * r['end_mae_s']:.1f} ms, mean {1000 * r['mae_s']:.1f} ms over {r['scored']} utterances")
+    print(f"aligned {r['aligned']} utterances -> {args.out}{extra}")
     return 0
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from speechseq.bin import run
+
+    raise SystemExit(run(main))

@@ -721,3 +721,53 @@ def make_corpus(out_dir: str | Path, cfg: SynthCorpusConfig, text_file: str | No
         manifests[split] = out_dir / f"{split}.jsonl"
         write_manifest(manifests[split], utts)
     return manifests
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Alignment reference set
+
+
+def make_alignment_set(out_dir: str | Path, sentences: list[str], voice: Voice, gap_s: tuple[float, float] = (0.05, 0.3),
+                       seed: int = 0, sample_rate: int = 16000) -> Path:
+    """Utterances with known word boundaries, for measuring forced-alignment/timestamp error.
+
+    Each word is synthesized alone, trimmed to its active region (no margin), and the words are concatenated with
+    random silent gaps drawn from ``gap_s`` (plus the same before the first and after the last word). The manifest
+    ``out_dir/align.jsonl`` carries ``words: [[word, start_s, end_s], ...]`` per utterance.
+
+    Args:
+        out_dir: output folder (``wav/`` and ``align.jsonl``).
+        sentences: texts (lower-case words).
+        voice: the voice to speak every word.
+        gap_s: (min, max) silence between words, seconds.
+        seed: gap randomness.
+        sample_rate: Hz.
+    """
+    out = Path(out_dir)
+    rng = random.Random(seed)
+    vocab = sorted({w for s in sentences for w in s.split()})
+    word_dir = out / "words"
+    paths = [word_dir / f"{i:04d}.wav" for i in range(len(vocab))]
+    missing = [(w, p) for w, p in zip(vocab, paths) if not p.exists()]
+    if missing:
+        synthesize_many([w for w, _ in missing], voice, [p for _, p in missing], sample_rate)
+    words = {w: trim_silence(load_audio(p, sample_rate)[0], sample_rate, margin_s=0.0) for w, p in zip(vocab, paths)}
+    utts = []
+    for i, sentence in enumerate(sentences):
+        pieces, bounds, t = [], [], 0.0
+        for w in sentence.split():
+            gap = np.zeros(int(round(rng.uniform(*gap_s) * sample_rate)), dtype=np.float32)
+            pieces += [gap, words[w]]
+            t += len(gap) / sample_rate
+            bounds.append([w, round(t, 4), round(t + len(words[w]) / sample_rate, 4)])
+            t += len(words[w]) / sample_rate
+        pieces.append(np.zeros(int(round(rng.uniform(*gap_s) * sample_rate)), dtype=np.float32))
+        wave = np.concatenate(pieces)
+        path = out / "wav" / f"align-{i:04d}.wav"
+        save_audio(path, wave, sample_rate)
+        utts.append(Utterance(id=f"align-{i:04d}", audio=str(path.resolve()), text=sentence,
+                              duration=round(len(wave) / sample_rate, 4), speaker=voice.id, language="en",
+                              extra={"words": bounds}))
+    manifest = out / "align.jsonl"
+    write_manifest(manifest, utts)
+    return manifest

@@ -28,6 +28,8 @@ from speechseq.text.tokenizer import Tokenizer
 from speechseq.train import checkpoint as ckpt
 
 AudioInput = Union[str, Path, tuple[np.ndarray, int]]
+MIN_PAD_S = 0.5
+"""Batches are zero-padded to at least this many seconds (lengths unchanged): enough for any subsampling front end."""
 
 
 @dataclass
@@ -45,23 +47,25 @@ class Recognizer:
         self.model, self.tokenizer, self.device = model.eval().to(device), tokenizer, device
         self.sample_rate = model.frontend.sample_rate
 
-    def _load(self, item: AudioInput) -> np.ndarray:
+    def _load(self, item: AudioInput, where: str) -> np.ndarray:
         if isinstance(item, (str, Path)):
             wave, _ = load_audio(item, self.sample_rate)
             return wave
         if isinstance(item, tuple) and len(item) == 2:
             wave, sr = item
+            if int(sr) <= 0:
+                raise AudioError(f"{where}: sample rate must be a positive number of Hz, got {sr!r}")
             wave = np.asarray(wave, dtype=np.float32)
             if wave.ndim == 2:
                 wave = wave.mean(axis=1) if wave.shape[1] <= 8 else wave.mean(axis=0)
             if wave.ndim != 1:
-                raise AudioError(f"input array: expected shape (samples,) or (samples, channels), got {wave.shape}")
+                raise AudioError(f"{where}: expected shape (samples,) or (samples, channels), got {wave.shape}")
             if wave.size == 0:
-                raise AudioError("input array: empty audio")
+                raise AudioError(f"{where}: empty audio")
             if not np.isfinite(wave).all():
-                raise AudioError("input array: contains NaN or Inf")
+                raise AudioError(f"{where}: contains NaN or Inf")
             return resample(wave, int(sr), self.sample_rate) if int(sr) != self.sample_rate else wave
-        raise SpeechseqError(f"transcribe: expected a path or an (array, sample_rate) pair, got {type(item).__name__}")
+        raise SpeechseqError(f"{where}: expected a path or an (array, sample_rate) pair, got {type(item).__name__}")
 
     @torch.no_grad()
     def transcribe(self, inputs: AudioInput | Sequence[AudioInput], batch_size: int = 8, method: str = "greedy",
@@ -74,17 +78,28 @@ class Recognizer:
             method: "greedy" or "beam" (CTC prefix beam search).
             beam_size: beam width for "beam".
             word_timestamps: add word start/end times (CTC forced alignment of the hypothesis).
+
+        Raises:
+            AudioError: a missing/unreadable/empty/non-finite file (named) or array (``inputs[i]``), a bad shape
+                or sample rate. A clip too short for one encoder frame is not an error: its text is empty.
+            SpeechseqError: an unknown ``method`` or a ``batch_size``/``beam_size`` below 1.
         """
-        single = isinstance(inputs, (str, Path)) or (isinstance(inputs, tuple) and len(inputs) == 2
-                                                      and not isinstance(inputs[0], (str, Path, tuple)))
+        if method not in ("greedy", "beam"):
+            raise SpeechseqError(f"transcribe: unknown method {method!r} (choices: greedy, beam)")
+        if batch_size < 1 or beam_size < 1:
+            raise SpeechseqError(f"transcribe: batch_size and beam_size must be >= 1, got {batch_size}, {beam_size}")
+        single = not isinstance(inputs, (list, tuple)) or (isinstance(inputs, tuple) and len(inputs) == 2
+                                                            and not isinstance(inputs[0], (str, Path, tuple)))
         items = [inputs] if single else list(inputs)
-        waves = [self._load(x) for x in items]
+        waves = [self._load(x, "input array" if single else f"inputs[{i}]") for i, x in enumerate(items)]
         order = sorted(range(len(waves)), key=lambda i: len(waves[i]))
         results: list[Transcript | None] = [None] * len(waves)
         for start in range(0, len(order), batch_size):
             idx = order[start:start + batch_size]
             lens = torch.tensor([len(waves[i]) for i in idx])
-            padded = torch.zeros(len(idx), int(lens.max()))
+            # at least MIN_PAD_S wide so that a batch of very short clips still yields encoder frames (a clip too
+            # short for one frame gets lens 0 -> an empty transcript) instead of a conv error inside the model
+            padded = torch.zeros(len(idx), max(int(lens.max()), int(MIN_PAD_S * self.sample_rate)))
             for row, i in enumerate(idx):
                 padded[row, : len(waves[i])] = torch.from_numpy(waves[i])
             padded, lens = padded.to(self.device), lens.to(self.device)

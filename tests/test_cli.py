@@ -1,0 +1,177 @@
+"""The ``speechseq`` command line, run as ``python -m speechseq.cli <command>`` subprocesses.
+
+The commands that load the model (decode greedy/beam, align, average) are started together in one fixture so their
+start-up (importing torch) overlaps; each test then checks one command's output.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+import torch
+
+from speechseq.config import load_config
+from speechseq.data.manifest import read_manifest
+from speechseq.train import checkpoint as ckpt
+from speechseq.train.asr import AsrExperimentConfig, train_asr
+
+ROOT = Path(__file__).resolve().parents[1]
+DEBUG = ROOT / "recipes" / "conf" / "debug" / "ctc_debug.yaml"
+COMMANDS = ("prepare", "tokenizer", "train", "decode", "score", "align", "average")
+
+
+def subprocess_env() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+
+
+def speechseq_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "speechseq.cli", *args], cwd=cwd or ROOT, env=subprocess_env(),
+                          capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread() -> Iterator[None]:
+    """Tiny models on a shared 2-core machine: intra-op threads only add contention."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def exp_dir(tmp_path_factory, fsdd_tiny) -> Path:
+    """The debug model trained for 4 steps (checkpoints at steps 2 and 4, model.pt averages both)."""
+    exp = tmp_path_factory.mktemp("cli") / "ctc_debug"
+    cfg = load_config(DEBUG, AsrExperimentConfig, ["train.max_steps=4", "train.checkpoint_every=2",
+                                                   "train.average_last=2"])
+    train_asr(cfg, exp, fsdd_tiny["train"], None, device="cpu")
+    return exp
+
+
+@pytest.fixture(scope="module")
+def runs(exp_dir, fsdd_tiny, tmp_path_factory) -> dict:
+    """Start decode (greedy, beam), align and average together; returns name -> CompletedProcess-like tuple."""
+    tmp = tmp_path_factory.mktemp("cli_runs")
+    averaged = tmp / "averaged_exp"
+    averaged.mkdir()
+    shutil.copytree(exp_dir / "checkpoints", averaged / "checkpoints")  # no model.pt: `average` must write it
+    dev = str(fsdd_tiny["dev"])
+    commands = {
+        "greedy": ["decode", "--model-dir", str(exp_dir), "--manifest", dev, "--out", str(exp_dir / "decode_greedy")],
+        "beam": ["decode", "--model-dir", str(exp_dir), "--manifest", dev, "--out", str(exp_dir / "decode_beam"),
+                 "--method", "beam", "--beam-size", "3", "--batch-size", "4"],
+        "align": ["align", "--model-dir", str(exp_dir), "--manifest", dev, "--out", str(tmp / "align.jsonl")],
+        "average": ["average", "--exp", str(averaged), "--last", "2"],
+    }
+    procs = {name: subprocess.Popen([sys.executable, "-m", "speechseq.cli", *args], cwd=tmp, env=subprocess_env(),
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for name, args in commands.items()}
+    results = {}
+    for name, proc in procs.items():
+        out, err = proc.communicate(timeout=300)
+        results[name] = (proc.returncode, out, err)
+    return {"results": results, "align": tmp / "align.jsonl", "averaged": averaged}
+
+
+def test_help_lists_every_command():
+    r = speechseq_cli("--help")
+    assert r.returncode == 0, r.stderr
+    listed = [line.split()[0] for line in r.stdout.splitlines() if line.startswith("  ")]
+    assert listed == list(COMMANDS)
+    assert speechseq_cli().returncode == 2  # no command: usage, status 2
+
+
+def test_unknown_command_exits_2_with_the_choices():
+    r = speechseq_cli("trian")
+    assert r.returncode == 2
+    assert "unknown command 'trian'" in r.stderr
+    assert all(name in r.stderr for name in COMMANDS)
+    assert "Traceback" not in r.stderr
+
+
+def test_subcommand_help_names_the_subcommand():
+    r = speechseq_cli("score", "--help")
+    assert r.returncode == 0 and "speechseq score" in r.stdout and "--table" in r.stdout
+
+
+def test_score_hyp_prints_the_wer(tmp_path):
+    rows = [{"id": "a", "ref": "one two three", "hyp": "one too three"},  # 1 substitution
+            {"id": "b", "ref": "four five", "hyp": "four"},                 # 1 deletion
+            {"id": "c", "ref": "six", "hyp": "six seven"}]                  # 1 insertion
+    hyp = tmp_path / "hyp.jsonl"
+    hyp.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    r = speechseq_cli("score", "--hyp", str(hyp))
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("WER 50.00% (1 sub, 1 del, 1 ins of 6 words, 3 utts)"), r.stdout
+
+
+def test_score_without_arguments_is_a_usage_error():
+    r = speechseq_cli("score")
+    assert r.returncode == 2 and "give --hyp or --table" in r.stderr
+
+
+def test_decode_writes_hyps_and_summary_and_score_tabulates(runs, exp_dir, fsdd_tiny):
+    dev = read_manifest(fsdd_tiny["dev"])
+    for name in ("greedy", "beam"):
+        code, out, err = runs["results"][name]
+        assert code == 0, err
+        assert f"{len(dev)} utts" in out and "RTF" in out
+        summary = json.loads((exp_dir / f"decode_{name}" / "summary.json").read_text())
+        assert {"wer", "cer", "rtf", "utterances", "audio_s"} <= summary.keys()
+        assert summary["utterances"] == len(dev) and summary["method"] == name
+        assert summary["rtf"] > 0 and summary["wer"] >= 0 and summary["cer"] >= 0
+        assert summary["audio_s"] == pytest.approx(sum(u.duration for u in dev), abs=0.05)
+        hyps = [json.loads(line) for line in (exp_dir / f"decode_{name}" / "hyp.jsonl").read_text().splitlines()]
+        assert [h["id"] for h in hyps] == [u.id for u in dev]
+        assert [h["ref"] for h in hyps] == [u.text for u in dev]
+    r = speechseq_cli("score", "--table", str(exp_dir / "decode_greedy" / "summary.json"),
+                      str(exp_dir / "decode_beam" / "summary.json"))
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.strip().splitlines()
+    assert lines[0].startswith("| decode | method |") and set(lines[1]) <= set("|-")
+    assert len(lines) == 4
+    greedy = json.loads((exp_dir / "decode_greedy" / "summary.json").read_text())
+    assert lines[2].startswith(f"| {exp_dir.name}/decode_greedy | greedy | {len(dev)} | {100 * greedy['wer']:.2f} |")
+    assert "| beam (beam 3) |" in lines[3]
+
+
+def test_align_writes_word_times_per_utterance(runs, fsdd_tiny):
+    code, out, err = runs["results"]["align"]
+    assert code == 0, err
+    dev = read_manifest(fsdd_tiny["dev"])
+    assert f"aligned {len(dev)} utterances" in out
+    rows = [json.loads(line) for line in runs["align"].read_text().splitlines()]
+    assert [r["id"] for r in rows] == [u.id for u in dev]
+    for row, utt in zip(rows, dev):
+        assert " ".join(w[0] for w in row["words"]) == utt.text
+        previous_end = 0.0
+        for _, start_s, end_s in row["words"]:
+            assert previous_end <= start_s < end_s <= utt.duration + 1e-3
+            previous_end = end_s
+
+
+def test_average_writes_model_pt(runs, exp_dir):
+    code, out, err = runs["results"]["average"]
+    assert code == 0, err
+    model_pt = runs["averaged"] / "model.pt"
+    assert model_pt.exists() and str(model_pt) in out
+    averaged = ckpt.load(model_pt)
+    assert averaged["averaged"] == ["step_0000002.pt", "step_0000004.pt"] and averaged["step"] == 4
+    assert averaged["tokenizer_sha256"] == ckpt.load(exp_dir / "model.pt")["tokenizer_sha256"]
+    trained = ckpt.load(exp_dir / "model.pt")["model"]  # the training run averaged the same two checkpoints
+    assert averaged["model"].keys() == trained.keys()
+    for key, value in trained.items():
+        assert torch.equal(averaged["model"][key], value), key
+
+
+def test_average_without_checkpoints_is_a_clean_error(tmp_path):
+    r = speechseq_cli("average", "--exp", str(tmp_path))
+    assert r.returncode == 2
+    assert r.stderr.startswith("error: ") and "no step_*.pt checkpoints" in r.stderr and "Traceback" not in r.stderr

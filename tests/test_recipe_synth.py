@@ -1,0 +1,52 @@
+"""Slow end-to-end checks: the Quickstart recipe at tiny scale, then word-timestamp error on known boundaries.
+
+Run with ``pytest -m slow`` (about 15 minutes on 2 CPU cores).
+"""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    work = tmp_path_factory.mktemp("synth_tiny")
+    env = {**os.environ, "data": str(work / "data"), "exp": str(work / "exp"),
+           "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    proc = subprocess.run([str(ROOT / "egs/synth_en/asr/run.sh"), "--scale", "tiny"], env=env, capture_output=True,
+                          text=True, timeout=1800)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return work, proc.stdout
+
+
+@pytest.mark.slow
+def test_tiny_recipe_reaches_target_wer(tiny_run):
+    work, stdout = tiny_run
+    assert "| decode | method |" in stdout  # the WER table is printed
+    for method in ("greedy", "beam"):
+        summary = json.loads((work / "exp" / f"decode_test_{method}" / "summary.json").read_text())
+        assert summary["utterances"] == 100
+        assert summary["wer"] <= 0.20, (method, summary["wer"])
+    assert (work / "exp" / "RESULTS.md").read_text().count("| exp/decode_test_") == 2
+
+
+@pytest.mark.slow
+def test_forced_alignment_word_boundaries(tiny_run):
+    from speechseq.bin.align import align_manifest
+    from speechseq.data.manifest import read_manifest
+    from speechseq.data.synthetic import available_voices, make_alignment_set
+
+    work, _ = tiny_run
+    test = read_manifest(work / "data" / "test.jsonl")
+    test_voices = {u.speaker for u in test}
+    voice = next(v for v in available_voices() if v.id in test_voices and v.engine == "flite")  # a held-out voice
+    manifest = make_alignment_set(work / "align", [u.text for u in test[:20]], voice)
+    result = align_manifest(str(work / "exp"), str(manifest), str(work / "align" / "hyp.jsonl"))
+    assert result["aligned"] == 20 and result["scored"] >= 18
+    assert result["mae_s"] < 0.1, result  # mean absolute word-boundary error below 100 ms
