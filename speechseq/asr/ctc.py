@@ -41,12 +41,14 @@ class CtcConfig:
 
 @dataclass
 class CtcOutput:
-    """``loss`` (scalar, mean over utterances), ``log_probs`` (B, T', V), ``lens`` (B,), scalar ``metrics``."""
+    """``loss`` (scalar, mean over utterances), ``log_probs`` (B, T', V), ``lens`` (B,), scalar ``metrics``, and the
+    final encoder output ``hidden`` (B, T', D) that attention decoders read."""
 
     loss: Tensor | None
     log_probs: Tensor
     lens: Tensor
     metrics: dict[str, float]
+    hidden: Tensor
 
 
 class SelfCondition(nn.Module):
@@ -89,7 +91,7 @@ class CtcModel(nn.Module):
         enc = self.encoder(feats, feat_lens, inter_layers=inter_layers, condition=self.condition)
         log_probs = self.head(enc.y).float().log_softmax(-1)
         if tokens is None:
-            return CtcOutput(None, log_probs, enc.y_lens, {})
+            return CtcOutput(None, log_probs, enc.y_lens, {}, enc.y)
         loss = ctc_loss(log_probs, enc.y_lens, tokens, token_lens)
         metrics = {"ctc": loss.item()}
         if use_inter and enc.inter:
@@ -98,11 +100,11 @@ class CtcModel(nn.Module):
             metrics["inter_ctc"] = inter.item()
             w = self.ctc_cfg.inter_weight
             loss = (1 - w) * loss + w * inter
-        return CtcOutput(loss, log_probs, enc.y_lens, metrics)
+        return CtcOutput(loss, log_probs, enc.y_lens, metrics, enc.y)
 
     @torch.no_grad()
     def recognize(self, waves: Tensor, wave_lens: Tensor, method: str = "greedy",
-                  beam_size: int = 10) -> list[CtcHypothesis]:
+                  beam_size: int = 10) -> list[Hypothesis]:
         """Decode a batch: method "greedy" or "beam" (prefix beam search); returns the best hypothesis per item."""
         out = self(waves, wave_lens)
         if method == "greedy":
@@ -110,6 +112,21 @@ class CtcModel(nn.Module):
         if method == "beam":
             return [nbest[0] for nbest in prefix_beam_search(out.log_probs, out.lens, beam_size)]
         raise ValueError(f"unknown CTC decoding method {method!r} (choices: greedy, beam)")
+
+    @torch.no_grad()
+    def token_spans(self, waves: Tensor, wave_lens: Tensor, hyps: list[Hypothesis]) -> list[list[TokenSpan]]:
+        """Frames of every hypothesis token, by CTC forced alignment (empty where the tokens do not fit)."""
+        return ctc_token_spans(self(waves, wave_lens), hyps)
+
+
+def ctc_token_spans(out: CtcOutput, hyps: list[Hypothesis]) -> list[list[TokenSpan]]:
+    spans = []
+    for b, hyp in enumerate(hyps):
+        try:
+            spans.append(forced_align(out.log_probs[b, : int(out.lens[b])], hyp.tokens))
+        except ValueError:  # more tokens than frames (possible for attention decoders): no times
+            spans.append([])
+    return spans
 
 
 def ctc_loss(log_probs: Tensor, lens: Tensor, tokens: Tensor, token_lens: Tensor) -> Tensor:
@@ -123,15 +140,16 @@ def ctc_loss(log_probs: Tensor, lens: Tensor, tokens: Tensor, token_lens: Tensor
 
 
 @dataclass
-class CtcHypothesis:
-    """tokens: ids without blanks; frames: encoder frame where each token was emitted; score: log-prob."""
+class Hypothesis:
+    """tokens: ids (no blank, bos or eos); frames: encoder frame where each token was emitted (CTC) or fired (CIF),
+    -1 where a decoder does not know; score: log-prob of the decoder that produced it."""
 
     tokens: list[int]
     frames: list[int]
     score: float
 
 
-def greedy_decode(log_probs: Tensor, lens: Tensor) -> list[CtcHypothesis]:
+def greedy_decode(log_probs: Tensor, lens: Tensor) -> list[Hypothesis]:
     """Batched best-path decoding: argmax per frame, merge repeats, drop blanks. (B, T', V), (B,) -> B hyps."""
     best, ids = log_probs.max(-1)  # (B, T')
     t = ids.shape[1]
@@ -143,7 +161,7 @@ def greedy_decode(log_probs: Tensor, lens: Tensor) -> list[CtcHypothesis]:
     out = []
     for b in range(ids.shape[0]):
         frames = keep[b].nonzero().squeeze(1)
-        out.append(CtcHypothesis(ids[b, frames].tolist(), frames.tolist(), float(scores[b])))
+        out.append(Hypothesis(ids[b, frames].tolist(), frames.tolist(), float(scores[b])))
     return out
 
 
@@ -157,7 +175,7 @@ def _logaddexp(a: float, b: float) -> float:
 
 
 def prefix_beam_search(log_probs: Tensor, lens: Tensor, beam_size: int = 10, token_beam: int = 0,
-                       blank_skip: float = 0.999) -> list[list[CtcHypothesis]]:
+                       blank_skip: float = 0.999) -> list[list[Hypothesis]]:
     """CTC prefix beam search (sums over alignments of each prefix).
 
     Args:
@@ -213,7 +231,7 @@ def prefix_beam_search(log_probs: Tensor, lens: Tensor, beam_size: int = 10, tok
             ranked = sorted(alive, key=lambda kv: _logaddexp(kv[1][0], kv[1][1]), reverse=True)[:beam_size]
             beams = {p: (v[0], v[1], v[2] or []) for p, v in ranked}
         ranked = sorted(beams.items(), key=lambda kv: _logaddexp(kv[1][0], kv[1][1]), reverse=True)
-        results.append([CtcHypothesis(list(p), list(fr), _logaddexp(pb, pnb)) for p, (pb, pnb, fr) in ranked])
+        results.append([Hypothesis(list(p), list(fr), _logaddexp(pb, pnb)) for p, (pb, pnb, fr) in ranked])
     return results
 
 

@@ -4,7 +4,8 @@
 
 Every model returned here takes ``(waves, wave_lens, tokens, token_lens)`` in ``forward`` and returns an output with
 ``loss`` and ``metrics``, and has ``recognize(waves, wave_lens, method, beam_size)`` returning hypotheses with
-``tokens``, ``frames`` (encoder frame per token) and ``score``, plus ``frame_shift_s``.
+``tokens``, ``frames`` (encoder frame per token) and ``score``, ``token_spans(waves, wave_lens, hyps)`` giving the
+frames of every token (timestamps), plus ``frontend`` and ``frame_shift_s``.
 """
 
 from __future__ import annotations
@@ -14,27 +15,36 @@ from typing import Literal
 
 from torch import nn
 
+from speechseq.asr.aed import AedConfig, AedModel
 from speechseq.asr.conformer import ConformerConfig
 from speechseq.asr.ctc import CtcConfig, CtcModel
 from speechseq.asr.frontend import FrontendConfig
+from speechseq.asr.paraformer import ParaformerConfig, ParaformerModel
 from speechseq.errors import ConfigError
 
 
 @dataclass
 class AsrModelConfig:
-    """kind: which head; frontend/encoder: shared; ctc: CTC head options (also the auxiliary CTC of other heads)."""
+    """kind: which head; frontend/encoder: shared; ctc: CTC head options (also the auxiliary CTC of the other heads);
+    paraformer / aed: options of those heads (ignored by the other kinds)."""
 
-    kind: Literal["ctc"] = "ctc"
+    kind: Literal["ctc", "paraformer", "aed"] = "ctc"
     frontend: FrontendConfig = field(default_factory=FrontendConfig)
     encoder: ConformerConfig = field(default_factory=ConformerConfig)
     ctc: CtcConfig = field(default_factory=CtcConfig)
+    paraformer: ParaformerConfig = field(default_factory=ParaformerConfig)
+    aed: AedConfig = field(default_factory=AedConfig)
 
 
 def build_asr_model(cfg: AsrModelConfig, vocab_size: int) -> nn.Module:
     if cfg.encoder.num_features != cfg.frontend.fbank.n_mels:
         raise ConfigError(f"encoder.num_features ({cfg.encoder.num_features}) must equal frontend.fbank.n_mels "
                           f"({cfg.frontend.fbank.n_mels})")
-    builders = {"ctc": lambda: CtcModel(cfg.frontend, cfg.encoder, cfg.ctc, vocab_size)}
+    builders = {
+        "ctc": lambda: CtcModel(cfg.frontend, cfg.encoder, cfg.ctc, vocab_size),
+        "paraformer": lambda: ParaformerModel(cfg.frontend, cfg.encoder, cfg.ctc, cfg.paraformer, vocab_size),
+        "aed": lambda: AedModel(cfg.frontend, cfg.encoder, cfg.ctc, cfg.aed, vocab_size),
+    }
     if cfg.kind not in builders:
         raise ConfigError(f"unknown model kind {cfg.kind!r} (choices: {', '.join(builders)})")
     return builders[cfg.kind]()

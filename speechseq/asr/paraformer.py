@@ -1,0 +1,330 @@
+"""Paraformer: single-pass non-autoregressive ASR on the shared conformer encoder (Gao et al., 2022).
+
+    encoder h (B, T', D) --CIF predictor--> alphas (B, T') --integrate-and-fire--> acoustic embeddings (B, N, D)
+                                                  parallel decoder (no causal mask, cross-attends to h) --> tokens
+
+* **CIF predictor**: Conv1d(k=3) -> ReLU -> Linear -> sigmoid gives one weight per encoder frame, computed in fp32
+  even under autocast. Integrate-and-fire with threshold 1.0 turns the weights into token embeddings; it is
+  vectorised (prefix sums: frame t gives token i the overlap of [c_{t-1}, c_t] with [i, i+1], c the cumulative
+  weight), so there is no Python loop over frames.
+* **Training**: the weights are scaled so that they sum to the target length N (tokens + <eos>), so exactly N tokens
+  fire; the length (quantity) loss is |N - sum(alphas)|. The **glancing-LM sampler** runs the decoder once without
+  gradients, counts the wrong positions d per utterance and replaces ``floor(d * sampling_ratio)`` random positions
+  by target-token embeddings before the second pass that carries the loss. Loss =
+  ``ctc_weight * CTC + (1 - ctc_weight) * CE(label smoothing) + predictor_weight * length loss`` (+ MWER).
+* **MWER fine-tuning** (``mwer_weight > 0``): the decoder's first pass (the inference condition) runs with gradients;
+  candidates are the greedy path plus ``mwer_candidates - 1`` samples that swap a Bernoulli(0.5) subset of
+  positions to their second-best token; ``sum_k P(y_k) (err_k - mean err)`` with P renormalised over the candidates
+  and err the token edit distance to the reference (rapidfuzz).
+* **Inference**: a zero frame with weight ``tail_threshold`` is appended so that a trailing token with at least
+  1 - tail_threshold accumulated weight still fires; one decoder pass; the output stops at the first <eos>.
+  Token times come from the CIF weights (the frames that fed each token).
+Dims: B batch, T' encoder frames, D width, N tokens (including <eos>), V vocabulary, K MWER candidates.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from rapidfuzz.distance import Levenshtein
+from torch import Tensor, nn
+
+from speechseq.asr.conformer import ConformerConfig
+from speechseq.asr.ctc import CtcConfig, CtcModel, Hypothesis, TokenSpan
+from speechseq.asr.frontend import Frontend, FrontendConfig
+from speechseq.layers.decoder import DecoderConfig, TransformerDecoder, sinusoidal_positions
+from speechseq.layers.masks import valid_mask
+from speechseq.text.tokenizer import BLANK_ID, BOS_ID, EOS_ID
+
+IGNORE = -100
+
+
+@dataclass
+class ParaformerConfig:
+    """Paraformer head.
+
+    Attributes:
+        decoder: the parallel decoder stack.
+        ctc_weight: weight of the CTC loss on the encoder (0 disables the branch's loss; the head still exists).
+        predictor_weight: weight of the CIF length loss.
+        sampling_ratio: glancing-LM ratio lambda (0 = no sampler: one pass on the acoustic embeddings).
+        label_smoothing: of the decoder CE.
+        threshold: CIF firing threshold beta.
+        tail_threshold: weight of the extra frame appended at inference.
+        predictor_dropout: dropout on the predictor's hidden layer.
+        mwer_weight: weight of the MWER loss (fine-tuning stage; 0 = off).
+        mwer_candidates: hypotheses per utterance in MWER (the greedy one included).
+        span_min_weight: frames whose CIF weight is below this are silence for token timestamps.
+    """
+
+    decoder: DecoderConfig = field(default_factory=DecoderConfig)
+    ctc_weight: float = 0.3
+    predictor_weight: float = 1.0
+    sampling_ratio: float = 0.75
+    label_smoothing: float = 0.1
+    threshold: float = 1.0
+    tail_threshold: float = 0.45
+    predictor_dropout: float = 0.1
+    mwer_weight: float = 0.0
+    mwer_candidates: int = 4
+    span_min_weight: float = 0.05
+
+
+class CifPredictor(nn.Module):
+    """Per-frame CIF weights alphas (B, T') in [0, 1] from the encoder output, zero on padding; always fp32."""
+
+    def __init__(self, d_model: int, dropout: float):
+        super().__init__()
+        self.conv = nn.Conv1d(d_model, d_model, kernel_size=3, padding=1)
+        self.drop = nn.Dropout(dropout)
+        self.proj = nn.Linear(d_model, 1)
+
+    def forward(self, hidden: Tensor, mask: Tensor) -> Tensor:
+        with torch.autocast(device_type=hidden.device.type, enabled=False):
+            h = (hidden.float() * mask[..., None]).transpose(1, 2)
+            h = self.drop(torch.relu(self.conv(h))).transpose(1, 2)
+            alphas = torch.sigmoid(self.proj.float()(h).squeeze(-1))
+        return alphas * mask
+
+
+def cif_weights(alphas: Tensor, num_tokens: int, threshold: float = 1.0) -> Tensor:
+    """The (B, num_tokens, T') share of every frame in every token: the overlap of [c_{t-1}, c_t] with
+    [i*beta, (i+1)*beta], c the cumulative weight. Token i has fired when c reaches (i+1)*beta."""
+    c = alphas.float().cumsum(1)[:, None, :]  # (B, 1, T')
+    c_prev = c - alphas.float()[:, None, :]
+    lo = torch.arange(num_tokens, device=alphas.device, dtype=torch.float32)[None, :, None] * threshold
+    return (torch.minimum(c, lo + threshold) - torch.maximum(c_prev, lo)).clamp(min=0.0)
+
+
+def num_fired(alphas: Tensor, threshold: float = 1.0) -> Tensor:
+    """(B,) tokens fired by weights alphas (B, T'); a 1e-4 tolerance absorbs the rounding of the weight sum."""
+    return torch.floor(alphas.float().sum(1) / threshold + 1e-4).long()
+
+
+def cif(hidden: Tensor, alphas: Tensor, threshold: float = 1.0, num_tokens: int | None = None) -> tuple[Tensor, Tensor]:
+    """Vectorised integrate-and-fire.
+
+    Args:
+        hidden: (B, T', D) encoder output.
+        alphas: (B, T') non-negative weights (zero on padding).
+        threshold: firing threshold beta.
+        num_tokens: rows to return (default: the most tokens any utterance fires).
+    Returns:
+        embeddings (B, N, D): token i = sum_t w_{i,t} h_t over the frames that fed it (rows past an utterance's
+        fired count are zero, a partial last token is dropped), and the fired counts (B,).
+    """
+    fired = num_fired(alphas, threshold)
+    n = int(fired.max()) if num_tokens is None else num_tokens
+    if n == 0:
+        return hidden.new_zeros(hidden.shape[0], 0, hidden.shape[2]), fired
+    w = cif_weights(alphas, n, threshold)
+    w = w * (torch.arange(n, device=w.device)[None, :] < fired[:, None])[..., None]
+    return torch.bmm(w.to(hidden.dtype), hidden), fired
+
+
+def fire_frames(alphas: Tensor, num_tokens: int, threshold: float = 1.0) -> Tensor:
+    """(B, num_tokens) frame at which each token fires (the first t with c_t >= (i+1)*beta; T' if it never does)."""
+    c = alphas.float().cumsum(1)
+    bounds = (torch.arange(1, num_tokens + 1, device=alphas.device, dtype=torch.float32) * threshold - 1e-4)
+    return torch.searchsorted(c.contiguous(), bounds[None].expand(c.shape[0], -1).contiguous())
+
+
+def mwer_loss(cand_logp: Tensor, cand_err: Tensor) -> Tensor:
+    """Minimum word error rate loss: mean over utterances of sum_k softmax_k(logp)_k * (err_k - mean_k err).
+
+    Args:
+        cand_logp: (B, K) sequence log-probabilities of the candidates (with gradient).
+        cand_err: (B, K) their errors against the reference.
+    """
+    probs = torch.softmax(cand_logp.float(), dim=-1)
+    err = cand_err.float()
+    return (probs * (err - err.mean(-1, keepdim=True))).sum(-1).mean()
+
+
+def append_eos(tokens: Tensor, token_lens: Tensor) -> Tensor:
+    """(B, L) targets padded with anything -> (B, L+1) with <eos> after each and IGNORE beyond."""
+    b, L = tokens.shape
+    out = torch.full((b, L + 1), IGNORE, dtype=torch.long, device=tokens.device)
+    valid = valid_mask(token_lens, L)
+    out[:, :L] = torch.where(valid, tokens, torch.full_like(tokens, IGNORE))
+    out[torch.arange(b, device=tokens.device), token_lens] = EOS_ID
+    return out
+
+
+@dataclass
+class ParaformerOutput:
+    loss: Tensor | None
+    metrics: dict[str, float]
+
+
+class ParaformerModel(nn.Module):
+    """Conformer encoder (with its CTC head) + CIF predictor + parallel decoder."""
+
+    def __init__(self, frontend: FrontendConfig, encoder: ConformerConfig, ctc: CtcConfig, cfg: ParaformerConfig,
+                 vocab_size: int):
+        super().__init__()
+        self.cfg, self.vocab_size = cfg, vocab_size
+        self.ctc = CtcModel(frontend, encoder, ctc, vocab_size)
+        d = encoder.d_model
+        self.predictor = CifPredictor(d, cfg.predictor_dropout)
+        self.decoder = TransformerDecoder(d, cfg.decoder)
+        self.embed = nn.Embedding(vocab_size, d)  # target-token embeddings the sampler glances at
+        self.out = nn.Linear(d, vocab_size)
+        self.frame_shift_s = self.ctc.frame_shift_s
+
+    @property
+    def frontend(self) -> Frontend:
+        return self.ctc.frontend
+
+    def decode_logits(self, embeds: Tensor, lens: Tensor, hidden: Tensor, hidden_lens: Tensor) -> Tensor:
+        """Parallel decoder: (B, N, D) embeddings, N valid per utterance -> (B, N, V) logits."""
+        n = embeds.shape[1]
+        x = embeds + sinusoidal_positions(n, embeds.shape[2], device=embeds.device).to(embeds.dtype)
+        keys = valid_mask(lens, n)
+        self_mask = keys[:, None, :].expand(-1, n, -1)
+        y, _ = self.decoder(x, self_mask, self.decoder.memory_kv(hidden), valid_mask(hidden_lens, hidden.shape[1]))
+        return self.out(y)
+
+    def forward(self, waves: Tensor, wave_lens: Tensor, tokens: Tensor | None = None,
+                token_lens: Tensor | None = None) -> ParaformerOutput:
+        if tokens is None or token_lens is None:
+            raise ValueError("ParaformerModel.forward needs targets; use recognize() for inference")
+        cfg = self.cfg
+        enc = self.ctc(waves, wave_lens, tokens, token_lens)
+        hidden, hidden_lens = enc.hidden, enc.lens
+        frame_mask = valid_mask(hidden_lens, hidden.shape[1])
+        alphas = self.predictor(hidden, frame_mask)
+        target = append_eos(tokens, token_lens)  # (B, N)
+        n_target = (token_lens + 1).float()
+        length_loss = (alphas.sum(1) - n_target * cfg.threshold).abs().mean()
+        scaled = alphas * (n_target * cfg.threshold / alphas.sum(1).clamp(min=1e-6))[:, None]
+        embeds, _ = cif(hidden, scaled, cfg.threshold, num_tokens=target.shape[1])
+        lens = token_lens + 1
+        pos_valid = target != IGNORE
+        metrics: dict[str, float] = {}
+        mwer = None
+        need_grad = cfg.mwer_weight > 0 and self.training
+        with torch.set_grad_enabled(need_grad and torch.is_grad_enabled()):
+            logits1 = self.decode_logits(embeds, lens, hidden, hidden_lens)
+        pred1 = logits1.argmax(-1)
+        correct = ((pred1 == target) & pos_valid).sum()
+        metrics["acc"] = (correct.float() / pos_valid.sum().clamp(min=1)).item()
+        if need_grad:
+            mwer = self._mwer(logits1, target, pos_valid)
+            metrics["mwer"] = mwer.item()
+        if cfg.sampling_ratio > 0 and self.training:
+            embeds = self._glance(embeds, pred1, target, pos_valid)
+            logits = self.decode_logits(embeds, lens, hidden, hidden_lens)
+        else:
+            logits = logits1 if need_grad else self.decode_logits(embeds, lens, hidden, hidden_lens)
+        ce = F.cross_entropy(logits.float().transpose(1, 2), target, ignore_index=IGNORE,
+                             label_smoothing=cfg.label_smoothing, reduction="sum") / tokens.shape[0]
+        metrics.update(att=ce.item(), length=length_loss.item(), ctc=enc.metrics["ctc"])
+        loss = cfg.ctc_weight * enc.loss + (1 - cfg.ctc_weight) * ce + cfg.predictor_weight * length_loss
+        if mwer is not None:
+            loss = loss + cfg.mwer_weight * mwer
+        return ParaformerOutput(loss, metrics)
+
+    def _glance(self, embeds: Tensor, pred: Tensor, target: Tensor, pos_valid: Tensor) -> Tensor:
+        """Glancing-LM sampler: per utterance replace floor(hamming * ratio) random valid positions by the target
+        token embedding."""
+        return glance(embeds, self.embed(target.clamp(min=0)), pred, target, pos_valid, self.cfg.sampling_ratio)
+
+    def _mwer(self, logits: Tensor, target: Tensor, pos_valid: Tensor) -> Tensor:
+        k = self.cfg.mwer_candidates
+        logp = logits.float().log_softmax(-1)  # (B, N, V)
+        top2 = logp.topk(2, dim=-1).indices  # (B, N, 2)
+        swap = torch.rand(logp.shape[0], k, logp.shape[1], device=logp.device) < 0.5
+        swap[:, 0] = False  # candidate 0 is the greedy path
+        cands = torch.where(swap, top2[:, None, :, 1], top2[:, None, :, 0])  # (B, K, N)
+        cand_logp = (logp[:, None].expand(-1, k, -1, -1).gather(-1, cands[..., None]).squeeze(-1)
+                     * pos_valid[:, None]).sum(-1)
+        errs = torch.tensor([[token_edit_distance(cands[b, j], target[b], pos_valid[b]) for j in range(k)]
+                             for b in range(cands.shape[0])], device=logp.device)
+        return mwer_loss(cand_logp, errs)
+
+    @torch.no_grad()
+    def recognize(self, waves: Tensor, wave_lens: Tensor, method: str = "greedy",
+                  beam_size: int = 10) -> list[Hypothesis]:
+        """One parallel pass; ``method`` must be "greedy" (Paraformer has no beam search)."""
+        if method != "greedy":
+            raise ValueError(f"unknown Paraformer decoding method {method!r} (choices: greedy)")
+        enc = self.ctc(waves, wave_lens)
+        hidden, hidden_lens = enc.hidden, enc.lens
+        alphas, hidden_ext = self._inference_alphas(hidden, hidden_lens)
+        embeds, fired = cif(hidden_ext, alphas, self.cfg.threshold)
+        out = []
+        if embeds.shape[1] == 0:
+            return [Hypothesis([], [], 0.0) for _ in range(waves.shape[0])]
+        logp = self.decode_logits(embeds, fired, hidden, hidden_lens).float().log_softmax(-1)
+        logp[..., BLANK_ID] = float("-inf")  # never targets: token j of a hypothesis stays CIF slot j
+        logp[..., BOS_ID] = float("-inf")
+        best, ids = logp.max(-1)
+        frames = fire_frames(alphas, embeds.shape[1], self.cfg.threshold)
+        for b in range(waves.shape[0]):
+            n = int(fired[b])
+            row = ids[b, :n].tolist()
+            stop = row.index(EOS_ID) if EOS_ID in row else n
+            hframes = frames[b, :stop].clamp(max=max(int(hidden_lens[b]) - 1, 0)).tolist()
+            out.append(Hypothesis(row[:stop], hframes, float(best[b, :stop].sum())))
+        return out
+
+    def _inference_alphas(self, hidden: Tensor, hidden_lens: Tensor) -> tuple[Tensor, Tensor]:
+        alphas = self.predictor(hidden, valid_mask(hidden_lens, hidden.shape[1]))
+        return append_tail(alphas, hidden, hidden_lens, self.cfg.tail_threshold)
+
+    @torch.no_grad()
+    def token_spans(self, waves: Tensor, wave_lens: Tensor, hyps: list[Hypothesis]) -> list[list[TokenSpan]]:
+        """Frames of every token of hypotheses from :meth:`recognize` (token i = CIF slot i) from the CIF weights: the
+        frames that fed the token, less the frames whose weight is below ``span_min_weight`` (silence)."""
+        enc = self.ctc(waves, wave_lens)
+        alphas, _ = self._inference_alphas(enc.hidden, enc.lens)
+        fired = num_fired(alphas, self.cfg.threshold)
+        out = []
+        for b, hyp in enumerate(hyps):
+            n, t_len = int(fired[b]), int(enc.lens[b])
+            if n == 0 or not hyp.tokens:
+                out.append([])
+                continue
+            a = alphas[b : b + 1, :t_len]
+            w = cif_weights(a, n, self.cfg.threshold)[0]  # (n, T')
+            strong = (w > 0) & (a >= self.cfg.span_min_weight)
+            spans = []
+            for i, token in enumerate(hyp.tokens[:n]):  # token i came from CIF slot i
+                cols = strong[i].nonzero().squeeze(1)
+                cols = cols if cols.numel() else (w[i] > 0).nonzero().squeeze(1)
+                start, end = (int(cols[0]), int(cols[-1]) + 1) if cols.numel() else (t_len - 1, t_len)
+                spans.append(TokenSpan(token, start, end))
+            out.append(spans)
+        return out
+
+
+def append_tail(alphas: Tensor, hidden: Tensor, lens: Tensor, tail_threshold: float) -> tuple[Tensor, Tensor]:
+    """Inference tail: a zero frame appended to hidden (B, T'+1, D) and weight ``tail_threshold`` added at position
+    ``lens`` of alphas (B, T'+1), so that a trailing token with at least 1 - tail_threshold accumulated still fires.
+    Utterances without frames get no tail."""
+    alphas = F.pad(alphas, (0, 1))
+    alphas[torch.arange(alphas.shape[0], device=alphas.device), lens] += tail_threshold
+    return alphas * (lens > 0)[:, None], F.pad(hidden, (0, 0, 0, 1))
+
+
+def glance(embeds: Tensor, target_embeds: Tensor, pred: Tensor, target: Tensor, pos_valid: Tensor,
+           ratio: float) -> Tensor:
+    """Replace, per utterance, ``floor(hamming(pred, target) * ratio)`` positions drawn at random among the valid ones
+    by the target embeddings. embeds, target_embeds (B, N, D); pred, target, pos_valid (B, N)."""
+    wrong = ((pred != target) & pos_valid).sum(1)
+    n_glance = torch.floor(wrong.float() * ratio).long()  # (B,)
+    noise = torch.rand(pred.shape, device=pred.device).masked_fill(~pos_valid, 2.0)
+    rank = noise.argsort(1).argsort(1)  # random rank of each valid position (invalid ones rank last)
+    pick = (rank < n_glance[:, None]) & pos_valid
+    return torch.where(pick[..., None], target_embeds.to(embeds.dtype), embeds)
+
+
+def token_edit_distance(hyp: Tensor, ref: Tensor, ref_valid: Tensor) -> int:
+    """Levenshtein distance between a candidate cut at its first <eos> and the reference tokens (before <eos>)."""
+    h = hyp.tolist()
+    h = h[: h.index(EOS_ID)] if EOS_ID in h else h
+    r = [t for t in ref[ref_valid].tolist() if t != EOS_ID]
+    return Levenshtein.distance(h, r)

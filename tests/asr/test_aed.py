@@ -1,0 +1,123 @@
+"""AED baseline: KV-cached steps equal the uncached pass, beam 1 equals greedy, batched equals one-by-one, CTC prefix
+scores sum to the CTC log-likelihood, and training learns a toy batch."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from speechseq.asr.aed import CtcPrefixScorer
+from speechseq.asr.conformer import ConformerConfig
+from speechseq.asr.model import AsrModelConfig, build_asr_model
+from speechseq.layers.decoder import DecoderConfig
+from speechseq.text.tokenizer import BOS_ID, EOS_ID
+
+VOCAB = 24
+
+
+def tiny_aed(seed: int = 0, **overrides) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    cfg = AsrModelConfig(kind="aed", encoder=ConformerConfig(d_model=48, num_layers=2, num_heads=4, conv_kernel=7,
+                                                             dropout=0.0))
+    cfg.frontend.specaug_enabled = False
+    cfg.aed.decoder = DecoderConfig(num_layers=2, num_heads=4, ffn_dim=96, dropout=0.0)
+    for key, value in overrides.items():
+        setattr(cfg.aed, key, value)
+    return build_asr_model(cfg, VOCAB).eval()
+
+
+def batch(seed: int = 1):
+    g = torch.Generator().manual_seed(seed)
+    lens = torch.tensor([16000, 9000, 12500])
+    t = torch.arange(16000) / 16000
+    tones = torch.stack([torch.sin(2 * torch.pi * f * t) for f in (300.0, 900.0, 2000.0)])  # distinct inputs
+    waves = (tones + 0.1 * torch.randn(3, 16000, generator=g)) * (torch.arange(16000)[None] < lens[:, None])
+    return waves, lens
+
+
+def test_kv_cached_steps_equal_the_full_causal_pass():
+    model = tiny_aed()
+    waves, lens = batch()
+    with torch.no_grad():
+        enc = model.ctc(waves, lens)
+        inp = torch.cat([torch.full((3, 1), BOS_ID), torch.randint(4, VOCAB, (3, 7))], dim=1)
+        full = model.decode_full(inp, enc.hidden, enc.lens).log_softmax(-1)
+        state = model.init_state(enc.hidden, enc.lens)
+        for t in range(inp.shape[1]):
+            logp, state = model.step(inp[:, t], state)
+            torch.testing.assert_close(logp, full[:, t], atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("decode_ctc_weight", [0.0, 0.3])
+def test_beam_one_equals_greedy(decode_ctc_weight):
+    model = tiny_aed(decode_ctc_weight=decode_ctc_weight)
+    waves, lens = batch()
+    greedy = model.recognize(waves, lens, "greedy", max_len=12)
+    beam = model.recognize(waves, lens, "beam", beam_size=1, max_len=12)
+    if decode_ctc_weight == 0:
+        assert [h.tokens for h in beam] == [h.tokens for h in greedy]
+        assert [h.score for h in beam] == pytest.approx([h.score for h in greedy], abs=1e-4)
+    assert all(len(h.tokens) <= 12 for h in beam)
+
+
+@pytest.mark.parametrize("method,beam_size", [("greedy", 1), ("beam", 4)])
+def test_batched_decoding_equals_one_by_one(method, beam_size):
+    model = tiny_aed()
+    waves, lens = batch()
+    together = model.recognize(waves, lens, method, beam_size=beam_size, max_len=10, min_len=3)
+    for i in range(3):
+        n = int(lens[i])
+        alone = model.recognize(waves[i : i + 1, :n], lens[i : i + 1], method, beam_size=beam_size, max_len=10,
+                                min_len=3)[0]
+        assert alone.tokens == together[i].tokens
+        assert alone.score == pytest.approx(together[i].score, abs=1e-3)
+        assert 3 <= len(alone.tokens) <= 10
+
+
+def test_wider_beam_finds_a_score_at_least_as_good():
+    model = tiny_aed(length_norm=False)
+    waves, lens = batch()
+    narrow = model.recognize(waves, lens, "beam", beam_size=1, max_len=8)
+    wide = model.recognize(waves, lens, "beam", beam_size=6, max_len=8)
+    for n, w in zip(narrow, wide):
+        assert w.score >= n.score - 1e-4
+
+
+def test_ctc_prefix_scores_sum_to_the_ctc_log_likelihood():
+    g = torch.Generator().manual_seed(3)
+    log_probs = torch.randn(2, 15, 8, generator=g).log_softmax(-1)
+    lens = torch.tensor([15, 11])
+    target = [5, 6, 6, 4]  # with a repeat
+    scorer = CtcPrefixScorer(log_probs, lens)
+    state = scorer.initial_state()
+    prefix = torch.full((2, 1), BOS_ID)
+    total = torch.zeros(2)
+    for tok in target + [EOS_ID]:
+        cand = torch.tensor([[tok, 7]] * 2)
+        inc, nxt = scorer.score(prefix, cand, state)
+        total += inc[:, 0]
+        state = scorer.select(nxt, torch.arange(2), torch.tensor([tok, tok]), cand)
+        prefix = torch.cat([prefix, torch.tensor([[tok]] * 2)], 1)
+    expected = -F.ctc_loss(log_probs.transpose(0, 1), torch.tensor([target] * 2), lens, torch.tensor([4, 4]),
+                           blank=0, reduction="none")
+    torch.testing.assert_close(total, expected, atol=1e-4, rtol=1e-4)
+
+
+def test_aed_learns_a_toy_batch():
+    model = tiny_aed(label_smoothing=0.0).train()
+    waves, lens = batch()
+    tokens = torch.tensor([[5, 9, 7, 11], [6, 6, 8, 0], [12, 4, 0, 0]])
+    token_lens = torch.tensor([4, 3, 2])
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    for _ in range(150):
+        out = model(waves, lens, tokens, token_lens)
+        opt.zero_grad()
+        out.loss.backward()
+        opt.step()
+    model.eval()
+    expected = [[5, 9, 7, 11], [6, 6, 8], [12, 4]]
+    assert [h.tokens for h in model.recognize(waves, lens, "greedy")] == expected
+    assert [h.tokens for h in model.recognize(waves, lens, "beam", beam_size=4)] == expected
+    spans = model.token_spans(waves, lens, model.recognize(waves, lens, "greedy"))
+    assert [len(s) for s in spans] == [4, 3, 2]
