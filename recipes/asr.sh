@@ -3,10 +3,13 @@
 #   0 prepare data        (runs $prepare_cmd, which writes $data/{train,dev,<tests>}.jsonl)
 #   1 tokenizer           (SentencePiece on the training transcripts -> $exp/tokenizer.model)
 #   2 train               (python -m speechseq.bin.train; resumes from $exp/checkpoints)
-#   3 decode              (each test set x each decode method -> $exp/decode_<set>_<method>/summary.json)
-#   4 score               (prints the WER table, also written to $exp/RESULTS.md)
+#   3 MWER fine-tuning    (Paraformer only: --mwer-steps from $exp into $exp/mwer; skipped for CTC and AED)
+#   4 decode              (each model x test set x decode method -> <model>/decode_<set>_<method>/summary.json)
+#   5 score               (prints the WER table, also written to $exp/RESULTS.md)
+# The model kind (ctc, paraformer, aed) comes from the config; decode methods default to "greedy beam" (CTC: prefix
+# beam; AED: beam search) and "greedy" for Paraformer.
 # Options (--name value): --stage --stop-stage --force --config --exp --data --train-set --dev-set --test-sets
-#   --decode-methods --beam-size --device --nproc --train-args "key=value ..."
+#   --decode-methods --beam-size --device --nproc --train-args "key=value ..." --mwer-steps N --mwer-args "..."
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 . "$here/lib.sh"
@@ -17,13 +20,27 @@ exp=${exp:?the corpus run.sh must set exp}
 data=${data:?the corpus run.sh must set data}
 prepare_cmd=${prepare_cmd:-}
 train_set=${train_set:-train}; dev_set=${dev_set:-dev}; test_sets=${test_sets:-test}
-decode_methods=${decode_methods:-"greedy beam"}; beam_size=${beam_size:-10}
+decode_methods=${decode_methods:-}; beam_size=${beam_size:-10}
+mwer_steps=${mwer_steps:-300}
+mwer_args=${mwer_args:-"model.paraformer.mwer_weight=0.1 train.lr=0.0002 train.warmup_steps=20 train.schedule=constant"}
 device=${device:-auto}; nproc=${nproc:-1}; train_args=${train_args:-}
 tokenizer_type=${tokenizer_type:-}; vocab_size=${vocab_size:-}
 parse_options "$@"
 done_dir=$exp
-stage_names=([0]="prepare data" [1]="tokenizer" [2]="train" [3]="decode" [4]="score")
+stage_names=([0]="prepare data" [1]="tokenizer" [2]="train" [3]="MWER fine-tuning" [4]="decode" [5]="score")
 python=${PYTHON:-python}
+# config_value a.b.c: a value of the resolved config (YAML + --train-args overrides)
+config_value() {
+  $python -m speechseq.bin.train --config "$config" --print-config $train_args |
+    $python -c 'import sys, yaml; v = yaml.safe_load(sys.stdin)
+for k in sys.argv[1].split("."): v = v[k]
+print(v)' "$1"
+}
+kind=$(config_value model.kind)
+if [ -z "$decode_methods" ]; then
+  decode_methods="greedy beam"; [ "$kind" = paraformer ] && decode_methods=greedy
+fi
+models=("$exp"); [ "$kind" = paraformer ] && [ "$mwer_steps" -gt 0 ] && models+=("$exp/mwer")
 decode_device=$device; [ "$decode_device" = auto ] && decode_device=cpu
 mkdir -p "$exp"
 
@@ -35,35 +52,48 @@ fi
 
 if stage 1; then
   [ -f "$data/$train_set.jsonl" ] || die "$data/$train_set.jsonl not found: run stage 0"
-  tok_type=${tokenizer_type:-$($python -m speechseq.bin.train --config "$config" --print-config $train_args | $python -c 'import sys,yaml; print(yaml.safe_load(sys.stdin)["tokenizer"]["model_type"])')}
-  tok_size=${vocab_size:-$($python -m speechseq.bin.train --config "$config" --print-config $train_args | $python -c 'import sys,yaml; print(yaml.safe_load(sys.stdin)["tokenizer"]["vocab_size"])')}
+  tok_type=${tokenizer_type:-$(config_value tokenizer.model_type)}
+  tok_size=${vocab_size:-$(config_value tokenizer.vocab_size)}
   $python -m speechseq.bin.tokenizer --manifest "$data/$train_set.jsonl" --out "$exp" \
     --model-type "$tok_type" --vocab-size "$tok_size"
   mark_done 1
 fi
 
+launcher=($python -m speechseq.bin.train)
+[ "$nproc" -gt 1 ] && launcher=(torchrun --standalone --nproc_per_node "$nproc" -m speechseq.bin.train)
 if stage 2; then
-  launcher=($python -m speechseq.bin.train)
-  [ "$nproc" -gt 1 ] && launcher=(torchrun --standalone --nproc_per_node "$nproc" -m speechseq.bin.train)
   "${launcher[@]}" --config "$config" --exp "$exp" --train "$data/$train_set.jsonl" \
     --dev "$data/$dev_set.jsonl" --tokenizer "$exp/tokenizer.model" --device "$device" $train_args
   mark_done 2
 fi
 
 if stage 3; then
-  for set in $test_sets; do
-    for method in $decode_methods; do
-      $python -m speechseq.bin.decode --model-dir "$exp" --manifest "$data/$set.jsonl" \
-        --out "$exp/decode_${set}_${method}" --method "$method" --beam-size "$beam_size" --device "$decode_device"
-    done
-  done
+  if [ "$kind" = paraformer ] && [ "$mwer_steps" -gt 0 ]; then
+    "${launcher[@]}" --config "$config" --exp "$exp/mwer" --init "$exp" \
+      --train "$data/$train_set.jsonl" --dev "$data/$dev_set.jsonl" --device "$device" \
+      $train_args $mwer_args train.max_steps="$mwer_steps"
+  else
+    log "stage 3: nothing to do for a $kind model (MWER fine-tuning is for Paraformer; --mwer-steps $mwer_steps)"
+  fi
   mark_done 3
 fi
 
 if stage 4; then
+  for model in "${models[@]}"; do
+    for set in $test_sets; do
+      for method in $decode_methods; do
+        $python -m speechseq.bin.decode --model-dir "$model" --manifest "$data/$set.jsonl" \
+          --out "$model/decode_${set}_${method}" --method "$method" --beam-size "$beam_size" --device "$decode_device"
+      done
+    done
+  done
+  mark_done 4
+fi
+
+if stage 5; then
   summaries=()
-  for set in $test_sets; do for method in $decode_methods; do
-    summaries+=("$exp/decode_${set}_${method}/summary.json"); done; done
+  for model in "${models[@]}"; do for set in $test_sets; do for method in $decode_methods; do
+    summaries+=("$model/decode_${set}_${method}/summary.json"); done; done; done
   table=$($python -m speechseq.bin.score --table "${summaries[@]}")
   { echo "# $(basename "$exp") ($(git -C "$here" rev-parse --short HEAD 2>/dev/null || echo unknown))"; echo; echo "$table"; } > "$exp/RESULTS.md"
   echo; echo "$table"; echo

@@ -8,7 +8,7 @@ import sys
 from speechseq.bin import run
 
 COMMANDS = {
-    "prepare": "prepare corpus manifests (synth_en, fsdd, librispeech)",
+    "prepare": "prepare corpus manifests (synth_en, fsdd, librispeech, aishell)",
     "tokenizer": "train a SentencePiece tokenizer on a manifest",
     "train": "train an ASR model (torchrun for data parallel)",
     "decode": "transcribe a manifest, report WER and RTF",

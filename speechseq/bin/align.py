@@ -1,6 +1,12 @@
-"""speechseq align: CTC forced alignment of a manifest's transcripts; writes word start/end times as JSONL.
+"""speechseq align: word start/end times of a manifest's utterances as JSONL (CTC forced alignment of the transcripts,
+or the model's own timestamps of its hypotheses with --hypothesis).
 
     python -m speechseq.bin.align --model-dir exp/ctc_tiny --manifest data/test.jsonl --out exp/ctc_tiny/align.jsonl
+    python -m speechseq.bin.align --hypothesis --model-dir exp/paraformer --manifest ... --out ...
+
+Forced alignment uses the CTC head (every model kind has one). With ``--hypothesis`` the recognizer transcribes each
+utterance with word timestamps (CIF firing for Paraformer, CTC alignment of the hypothesis for CTC and AED); only
+utterances whose hypothesis words equal the reference are scored.
 
 When the manifest lines carry reference ``words: [[word, start_s, end_s], ...]`` (see
 ``speechseq.data.synthetic.make_alignment_set``), the mean absolute boundary error is printed as well.
@@ -17,7 +23,7 @@ import torch
 from speechseq.asr.ctc import forced_align, word_times
 from speechseq.audio.io import load_audio
 from speechseq.data.manifest import iter_manifest
-from speechseq.infer.recognizer import load_model_dir
+from speechseq.infer.recognizer import load_asr, load_model_dir
 
 
 def boundary_error(ref: list[list], hyp: list[list]) -> tuple[float, float] | None:
@@ -30,13 +36,16 @@ def boundary_error(ref: list[list], hyp: list[list]) -> tuple[float, float] | No
 
 
 @torch.no_grad()
-def align_manifest(model_dir: str, manifest: str, out_path: str, device: str = "cpu") -> dict:
-    """Align every utterance's reference text (failures are reported and skipped).
+def align_manifest(model_dir: str, manifest: str, out_path: str, device: str = "cpu", hypothesis: bool = False) -> dict:
+    """Align every utterance's reference text (failures are reported and skipped), or with ``hypothesis`` time the
+    words of the model's own transcript.
 
     Returns:
         {"aligned": count, and when references exist "start_mae_s", "end_mae_s", "mae_s", "scored"}.
     """
-    model, tokenizer = load_model_dir(model_dir, device)
+    model, tokenizer, _ = load_model_dir(model_dir, device)
+    ctc = getattr(model, "ctc", model)  # Paraformer and AED keep their encoder + CTC head in .ctc
+    asr = load_asr(model_dir, device) if hypothesis else None
     sr = model.frontend.sample_rate
     n = 0
     errors: list[tuple[float, float]] = []
@@ -44,14 +53,17 @@ def align_manifest(model_dir: str, manifest: str, out_path: str, device: str = "
     with open(out_path, "w") as f:
         for u in iter_manifest(manifest):
             wave, _ = load_audio(u.audio, sr, u.offset, u.duration)
-            out = model(torch.from_numpy(wave)[None].to(device), torch.tensor([len(wave)], device=device))
-            tokens = tokenizer.encode(u.text)
-            try:
-                spans = forced_align(out.log_probs[0, : int(out.lens[0])], tokens)
-            except ValueError as e:
-                print(f"{u.id}: {e}")
-                continue
-            words = word_times(spans, [tokenizer.id_to_piece(t) for t in tokens], model.frame_shift_s)
+            if asr is not None:
+                words = asr.transcribe((wave, sr), word_timestamps=True)[0].words or []
+            else:
+                out = ctc(torch.from_numpy(wave)[None].to(device), torch.tensor([len(wave)], device=device))
+                tokens = tokenizer.encode(u.text)
+                try:
+                    spans = forced_align(out.log_probs[0, : int(out.lens[0])], tokens)
+                except ValueError as e:
+                    print(f"{u.id}: {e}")
+                    continue
+                words = word_times(spans, [tokenizer.id_to_piece(t) for t in tokens], model.frame_shift_s)
             hyp = [[w.word, round(w.start_s, 3), round(w.end_s, 3)] for w in words]
             f.write(json.dumps({"id": u.id, "words": hyp}) + "\n")
             n += 1
@@ -72,8 +84,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--manifest", required=True)
     p.add_argument("--out", required=True)
     p.add_argument("--device", default="cpu")
+    p.add_argument("--hypothesis", action="store_true",
+                   help="time the model's own transcript (its native timestamps) instead of aligning the reference")
     args = p.parse_args(argv)
-    r = align_manifest(args.model_dir, args.manifest, args.out, args.device)
+    r = align_manifest(args.model_dir, args.manifest, args.out, args.device, args.hypothesis)
     extra = ""
     if "mae_s" in r:
         extra = (f"; word boundary error vs reference: start {1000 * r['start_mae_s']:.1f} ms, end "

@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model-dir", required=True)
     p.add_argument("--manifest", required=True)
     p.add_argument("--out", required=True, help="output folder for hyp.jsonl and summary.json")
-    p.add_argument("--method", default="greedy", choices=["greedy", "beam"])
+    p.add_argument("--method", default="greedy", choices=["greedy", "beam"], help="Paraformer: greedy only")
     p.add_argument("--beam-size", type=int, default=10)
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--device", default="cpu")

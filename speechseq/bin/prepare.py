@@ -4,12 +4,14 @@
     python -m speechseq.bin.prepare fsdd --out data/fsdd (--data-dir DIR | --download DEST)
     python -m speechseq.bin.prepare librispeech --out data/librispeech --root DIR [--download]
         [--subsets train-clean-100,dev-clean,test-clean]
+    python -m speechseq.bin.prepare aishell --out data/aishell --root DIR [--download] [--base-url URL]
+        [--no-md5-check]
     python -m speechseq.bin.prepare merge --out data/train.jsonl a.jsonl b.jsonl ...
 
 Each subcommand wraps one library function (speechseq.data.synthetic.make_corpus,
-speechseq.data.corpora.fsdd.prepare_fsdd, speechseq.data.corpora.librispeech.prepare_librispeech; ``merge``
-concatenates manifests, e.g. LibriSpeech training subsets) and prints the manifests written with their utterance
-counts and hours of audio.
+speechseq.data.corpora.fsdd.prepare_fsdd, speechseq.data.corpora.librispeech.prepare_librispeech,
+speechseq.data.corpora.aishell.prepare_aishell; ``merge`` concatenates manifests, e.g. LibriSpeech training subsets)
+and prints the manifests written with their utterance counts and hours of audio.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from speechseq.data.corpora import aishell
 from speechseq.data.corpora.fsdd import FSDD_URL, download_fsdd, prepare_fsdd
 from speechseq.data.corpora.librispeech import BASE_URL, download_librispeech, prepare_librispeech
 from speechseq.data.manifest import Utterance, read_manifest, write_manifest
@@ -52,6 +55,13 @@ def _librispeech(args: argparse.Namespace) -> dict[str, Path]:
         download_librispeech(args.root, args.subsets, base_url=args.base_url or BASE_URL,
                              check_md5=not args.no_md5_check)
     return prepare_librispeech(args.root, args.out, args.subsets)
+
+
+def _aishell(args: argparse.Namespace) -> dict[str, Path]:
+    if args.download:
+        aishell.download_aishell(args.root, base_url=args.base_url or aishell.BASE_URL,
+                                 md5=None if args.no_md5_check else aishell.MD5)
+    return aishell.prepare_aishell(args.root, args.out)
 
 
 def _merge(args: argparse.Namespace) -> dict[str, Path]:
@@ -98,6 +108,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--base-url", default=None, help="mirror folder holding <subset>.tar.gz")
     p.add_argument("--no-md5-check", action="store_true", help="skip the md5 check of downloaded archives")
     p.set_defaults(func=_librispeech)
+
+    p = sub.add_parser("aishell", help="AISHELL-1 Mandarin manifests (train, dev, test)")
+    p.add_argument("--out", required=True, type=Path, help="output folder for {train,dev,test}.jsonl")
+    p.add_argument("--root", required=True, type=Path, help="folder holding data_aishell/ (download target)")
+    p.add_argument("--download", action="store_true", help="download and extract data_aishell.tgz into --root first")
+    p.add_argument("--base-url", default=None, help="mirror folder holding data_aishell.tgz")
+    p.add_argument("--no-md5-check", action="store_true", help="skip the md5 check of the downloaded archive")
+    p.set_defaults(func=_aishell)
 
     p = sub.add_parser("merge", help="concatenate manifests (ids must be unique across them)")
     p.add_argument("--out", required=True, type=Path, help="merged manifest (audio paths written absolute)")

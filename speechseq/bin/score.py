@@ -13,6 +13,12 @@ from pathlib import Path
 from speechseq.text.score import error_rates
 
 
+def model_name(model_dir: Path) -> str:
+    """``exp/paraformer_tiny`` -> paraformer_tiny; its MWER fine-tuned ``exp/paraformer_tiny/mwer`` ->
+    paraformer_tiny+mwer."""
+    return f"{model_dir.parent.name}+mwer" if model_dir.name == "mwer" else model_dir.name
+
+
 def format_table(summaries: list[dict], names: list[str]) -> str:
     """A Markdown table: one row per decode summary."""
     rows = ["| decode | method | utts | WER % | CER % | sub | del | ins | RTF |", "|---|---|---|---|---|---|---|---|---|"]
@@ -36,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{r.ref_words} words, {r.utterances} utts)  CER {100 * r.cer:.2f}%")
     if args.table:
         paths = [Path(x) for x in args.table]
-        names = [f"{p.parent.parent.name}/{p.parent.name}" for p in paths]
+        names = [f"{model_name(p.parent.parent)}/{p.parent.name}" for p in paths]
         print(format_table([json.loads(p.read_text()) for p in paths], names))
     if not args.hyp and not args.table:
         p.error("give --hyp or --table")

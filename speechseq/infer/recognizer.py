@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from speechseq.asr.ctc import WordTime, forced_align, word_times
+from speechseq.asr.ctc import WordTime, word_times
 from speechseq.asr.model import build_asr_model
 from speechseq.audio.io import load_audio, resample
 from speechseq.config import from_dict
@@ -33,18 +33,31 @@ MIN_PAD_S = 0.5
 
 
 @dataclass
+class TokenTime:
+    """A token (its SentencePiece piece) with start/end times in seconds."""
+
+    piece: str
+    start_s: float
+    end_s: float
+
+
+@dataclass
 class Transcript:
-    """text; tokens (ids); score (log-prob of the decoder); words with times in seconds when requested."""
+    """text; tokens (ids); score (log-prob of the decoder); words and token_times (one per token, same order as
+    ``tokens``) with times in seconds when timestamps are requested."""
 
     text: str
     tokens: list[int]
     score: float
     words: list[WordTime] | None = None
+    token_times: list[TokenTime] | None = None
 
 
 class Recognizer:
-    def __init__(self, model: nn.Module, tokenizer: Tokenizer, device: torch.device):
+    def __init__(self, model: nn.Module, tokenizer: Tokenizer, device: torch.device, kind: str = "ctc"):
         self.model, self.tokenizer, self.device = model.eval().to(device), tokenizer, device
+        self.kind = kind
+        """Model kind: "ctc", "paraformer" or "aed"."""
         self.sample_rate = model.frontend.sample_rate
 
     def _load(self, item: AudioInput, where: str) -> np.ndarray:
@@ -67,6 +80,11 @@ class Recognizer:
             return resample(wave, int(sr), self.sample_rate) if int(sr) != self.sample_rate else wave
         raise SpeechseqError(f"{where}: expected a path or an (array, sample_rate) pair, got {type(item).__name__}")
 
+    @property
+    def methods(self) -> tuple[str, ...]:
+        """Decoding methods of this model: CTC and AED have "greedy" and "beam", Paraformer "greedy"."""
+        return ("greedy",) if self.kind == "paraformer" else ("greedy", "beam")
+
     @torch.no_grad()
     def transcribe(self, inputs: AudioInput | Sequence[AudioInput], batch_size: int = 8, method: str = "greedy",
                    beam_size: int = 10, word_timestamps: bool = False) -> list[Transcript]:
@@ -75,17 +93,20 @@ class Recognizer:
         Args:
             inputs: a path, an (array, sample_rate) pair, or a list of these.
             batch_size: utterances decoded together (sorted by length to limit padding).
-            method: "greedy" or "beam" (CTC prefix beam search).
+            method: one of :attr:`methods`: "greedy", or "beam" (CTC prefix beam search; AED beam search).
             beam_size: beam width for "beam".
-            word_timestamps: add word start/end times (CTC forced alignment of the hypothesis).
+            word_timestamps: add word and token start/end times (CTC and AED: CTC forced alignment of the
+                hypothesis; Paraformer: the frames that fed each token through CIF). An AED hypothesis with more
+                tokens than encoder frames cannot be aligned: its words and token_times are empty lists.
 
         Raises:
             AudioError: a missing/unreadable/empty/non-finite file (named) or array (``inputs[i]``), a bad shape
                 or sample rate. A clip too short for one encoder frame is not an error: its text is empty.
             SpeechseqError: an unknown ``method`` or a ``batch_size``/``beam_size`` below 1.
         """
-        if method not in ("greedy", "beam"):
-            raise SpeechseqError(f"transcribe: unknown method {method!r} (choices: greedy, beam)")
+        if method not in self.methods:
+            raise SpeechseqError(f"transcribe: unknown method {method!r} for a {self.kind} model "
+                                 f"(choices: {', '.join(self.methods)})")
         if batch_size < 1 or beam_size < 1:
             raise SpeechseqError(f"transcribe: batch_size and beam_size must be >= 1, got {batch_size}, {beam_size}")
         single = not isinstance(inputs, (list, tuple)) or (isinstance(inputs, tuple) and len(inputs) == 2
@@ -104,20 +125,21 @@ class Recognizer:
                 padded[row, : len(waves[i])] = torch.from_numpy(waves[i])
             padded, lens = padded.to(self.device), lens.to(self.device)
             hyps = self.model.recognize(padded, lens, method, beam_size)
-            out = self.model(padded, lens) if word_timestamps else None
+            spans = self.model.token_spans(padded, lens, hyps) if word_timestamps else None
+            shift = self.model.frame_shift_s
             for row, (i, hyp) in enumerate(zip(idx, hyps)):
-                words = None
-                if word_timestamps:
-                    lp = out.log_probs[row, : int(out.lens[row])]
-                    spans = forced_align(lp, hyp.tokens)
+                words = token_times = None
+                if spans is not None:
                     pieces = [self.tokenizer.id_to_piece(t) for t in hyp.tokens]
-                    words = word_times(spans, pieces, self.model.frame_shift_s)
-                results[i] = Transcript(self.tokenizer.decode(hyp.tokens), hyp.tokens, hyp.score, words)
+                    words = word_times(spans[row], pieces, shift)
+                    token_times = [TokenTime(p, s.start * shift, s.end * shift) for p, s in zip(pieces, spans[row])]
+                results[i] = Transcript(self.tokenizer.decode(hyp.tokens), hyp.tokens, hyp.score, words, token_times)
         return results  # type: ignore[return-value]
 
 
-def load_model_dir(model_dir: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, Tokenizer]:
-    """Build the model of a model directory and load its averaged weights; checks the tokenizer hash."""
+def load_model_dir(model_dir: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, Tokenizer, str]:
+    """Build the model of a model directory and load its averaged weights; checks the tokenizer hash.
+    Returns the model, its tokenizer and its kind."""
     from speechseq.train.asr import AsrExperimentConfig
 
     model_dir = Path(model_dir)
@@ -131,11 +153,11 @@ def load_model_dir(model_dir: str | Path, device: str | torch.device = "cpu") ->
         raise SpeechseqError(f"{model_dir}/tokenizer.model does not match the tokenizer the model was trained with")
     model = build_asr_model(cfg.model, tokenizer.vocab_size)
     model.load_state_dict(state["model"])
-    return model.to(device).eval(), tokenizer
+    return model.to(device).eval(), tokenizer, cfg.model.kind
 
 
 def load_asr(model_dir: str | Path, device: str = "cpu") -> Recognizer:
-    """Load a trained ASR model directory as a :class:`Recognizer`."""
+    """Load a trained ASR model directory (CTC, Paraformer or AED) as a :class:`Recognizer`."""
     dev = torch.device(device if device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
-    model, tokenizer = load_model_dir(model_dir, dev)
-    return Recognizer(model, tokenizer, dev)
+    model, tokenizer, kind = load_model_dir(model_dir, dev)
+    return Recognizer(model, tokenizer, dev, kind)

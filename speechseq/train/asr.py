@@ -24,6 +24,7 @@ from speechseq.data.manifest import Utterance, read_manifest
 from speechseq.data.sampler import DurationBucketSampler, utterance_durations
 from speechseq.errors import SpeechseqError
 from speechseq.text.tokenizer import Tokenizer, TokenizerConfig, train_tokenizer
+from speechseq.train import checkpoint as ckpt
 from speechseq.train.loop import FitResult, TrainConfig, dist_info, fit, init_distributed, resolve_device
 
 log = logging.getLogger("speechseq.train")
@@ -67,6 +68,19 @@ def compute_frontend_stats(model: nn.Module, dataset: AsrDataset, max_utterances
     model.frontend.set_stats(feats, lens)
 
 
+def load_init_weights(model: nn.Module, model_dir: Path) -> None:
+    """Copy a model directory's averaged weights into ``model`` (same architecture, strict)."""
+    weights = model_dir / "model.pt"
+    if not weights.exists():
+        raise SpeechseqError(f"{model_dir}: not a model directory (no model.pt)")
+    state = ckpt.load(weights, map_location="cpu")
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as e:
+        raise SpeechseqError(f"{weights}: weights do not fit the configured model ({str(e).splitlines()[0]})") from e
+    log.info("initialised from %s", weights)
+
+
 def make_validate(utts: list[Utterance], tokenizer: Tokenizer, sample_rate: int, device: torch.device,
                   max_utterances: int = 200, batch_size: int = 16):
     """Greedy WER/CER on (a prefix of) the dev set, returned as a closure for ``fit``."""
@@ -92,8 +106,19 @@ def make_validate(utts: list[Utterance], tokenizer: Tokenizer, sample_rate: int,
 
 def train_asr(cfg: AsrExperimentConfig, exp_dir: str | Path, train_manifest: str | Path,
               dev_manifest: str | Path | None = None, tokenizer_path: str | Path | None = None,
-              device: str = "auto", stats_utterances: int = 300) -> FitResult:
-    """Train an ASR model into ``exp_dir`` (resuming if it holds checkpoints); returns the fit result."""
+              device: str = "auto", stats_utterances: int = 300, init_from: str | Path | None = None) -> FitResult:
+    """Train an ASR model into ``exp_dir`` (resuming if it holds checkpoints); returns the fit result.
+
+    ``init_from``: a trained model directory whose weights (``model.pt``, feature statistics included) and tokenizer
+    start the run (fine-tuning, e.g. the MWER stage). Its architecture must match ``cfg.model`` (loss options such
+    as ``paraformer.mwer_weight`` may differ).
+    """
+    if init_from is not None:
+        if tokenizer_path is not None:
+            raise SpeechseqError("give either --tokenizer or --init (which brings its own tokenizer), not both")
+        tokenizer_path = Path(init_from) / "tokenizer.model"
+        if not tokenizer_path.exists():
+            raise SpeechseqError(f"{init_from}: not a model directory (no tokenizer.model)")
     exp_dir = Path(exp_dir)
     exp_dir.mkdir(parents=True, exist_ok=True)
     dev = resolve_device(device)
@@ -111,7 +136,11 @@ def train_asr(cfg: AsrExperimentConfig, exp_dir: str | Path, train_manifest: str
     model = build_asr_model(cfg.model, tokenizer.vocab_size)
     sample_rate = model.frontend.sample_rate
     dataset = AsrDataset(train_utts, sample_rate, tokenizer.encode, cfg.train.augment, cfg.train.seed)
-    if not (exp_dir / "checkpoints").exists():
+    if (exp_dir / "checkpoints").exists():
+        pass  # resuming: fit() restores everything
+    elif init_from is not None:
+        load_init_weights(model, Path(init_from))
+    else:
         compute_frontend_stats(model, AsrDataset(train_utts, sample_rate), stats_utterances, cfg.train.seed)
     sampler = DurationBucketSampler(utterance_durations(train_utts), cfg.train.max_duration_s, cfg.train.num_buckets,
                                     shuffle=True, seed=cfg.train.seed, rank=rank, world_size=world)

@@ -173,3 +173,16 @@ def test_mwer_stage_trains_and_reports_the_loss():
     out.loss.backward()
     assert "mwer" in out.metrics
     assert model.decoder.layers[0].ffn[0].weight.grad.abs().sum() > 0
+
+
+def test_cif_predictor_runs_in_fp32_under_autocast():
+    from speechseq.asr.paraformer import CifPredictor
+
+    predictor = CifPredictor(16, dropout=0.0).eval()
+    hidden = torch.randn(2, 9, 16)
+    mask = torch.arange(9)[None] < torch.tensor([[9], [5]])
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        alphas = predictor(hidden.bfloat16(), mask)
+    assert alphas.dtype == torch.float32
+    torch.testing.assert_close(alphas, predictor(hidden.bfloat16().float(), mask))
+    assert (alphas[1, 5:] == 0).all() and ((alphas >= 0) & (alphas <= 1)).all()

@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
-# Conformer-CTC on the Free Spoken Digit Dataset (real speakers, 8 kHz upsampled to 16 kHz), speaker-disjoint split.
+# Conformer ASR (--model ctc | paraformer | aed) on the Free Spoken Digit Dataset (real speakers, 8 kHz upsampled to 16 kHz), speaker-disjoint split.
 #   egs/fsdd/asr/run.sh --data-dir ../shared/data/fsdd     # a local copy
 #   egs/fsdd/asr/run.sh --download downloads/fsdd          # fetch the public release (needs internet)
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(cd "$here/../../.." && pwd)
-data_dir=""; download=""
+data_dir=""; download=""; model=ctc
 args=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --data-dir) data_dir=$(realpath "$2"); shift 2 ;;
+    --model) model=$2; shift 2 ;;
     --download) download=$(realpath -m "$2"); shift 2 ;;
     *) args+=("$1"); shift ;;
   esac
@@ -19,8 +20,9 @@ if [ -z "$data_dir" ] && [ -z "$download" ]; then
 fi
 export PYTHONPATH="$root${PYTHONPATH:+:$PYTHONPATH}"
 export data=${data:-$here/data}
-export exp=${exp:-$here/exp/ctc}
-export config=${config:-$root/recipes/conf/asr/ctc_fsdd.yaml}
+case "$model" in ctc|paraformer|aed) ;; *) echo "unknown --model $model (ctc, paraformer, aed)" >&2; exit 1 ;; esac
+export exp=${exp:-$here/exp/$model}
+export config=${config:-$root/recipes/conf/asr/${model}_fsdd.yaml}
 src="--data-dir $data_dir"; [ -n "$download" ] && src="--download $download"
 export prepare_cmd="python -m speechseq.bin.prepare fsdd --out $data $src"
 exec "$root/recipes/asr.sh" "${args[@]}"

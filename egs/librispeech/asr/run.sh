@@ -1,27 +1,29 @@
 #!/usr/bin/env bash
-# Conformer-CTC on LibriSpeech (960 h or train-clean-100). Downloads from OpenSLR into --corpus-dir unless the
+# Conformer ASR (--model ctc | paraformer | aed) on LibriSpeech (960 h or train-clean-100). Downloads from OpenSLR into --corpus-dir unless the
 # standard LibriSpeech/ layout is already there.
 #   egs/librispeech/asr/run.sh --corpus-dir /data/librispeech --size 30m --device cuda --nproc 8
 #   egs/librispeech/asr/run.sh --subsets "train-clean-100 dev-clean test-clean test-other" --size 30m
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(cd "$here/../../.." && pwd)
-corpus_dir=$here/downloads; size=30m
+corpus_dir=$here/downloads; size=30m; model=ctc
 subsets="train-clean-100 train-clean-360 train-other-500 dev-clean dev-other test-clean test-other"
 args=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --corpus-dir) corpus_dir=$(realpath -m "$2"); shift 2 ;;
     --size) size=$2; shift 2 ;;
+    --model) model=$2; shift 2 ;;
     --subsets) subsets=$2; shift 2 ;;
     *) args+=("$1"); shift ;;
   esac
 done
 case "$size" in 30m|100m) ;; *) echo "unknown --size $size (30m, 100m)" >&2; exit 1 ;; esac
+case "$model" in ctc|paraformer|aed) ;; *) echo "unknown --model $model (ctc, paraformer, aed)" >&2; exit 1 ;; esac
 export PYTHONPATH="$root${PYTHONPATH:+:$PYTHONPATH}"
 export data=${data:-$here/data}
-export exp=${exp:-$here/exp/ctc_$size}
-export config=${config:-$root/recipes/conf/asr/ctc_librispeech_$size.yaml}
+export exp=${exp:-$here/exp/${model}_$size}
+export config=${config:-$root/recipes/conf/asr/${model}_librispeech_$size.yaml}
 train_parts=$(for s in $subsets; do case $s in train-*) echo -n "$s ";; esac; done)
 export train_set=${train_set:-train}
 export dev_set=${dev_set:-dev-clean}

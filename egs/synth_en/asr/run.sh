@@ -1,28 +1,31 @@
 #!/usr/bin/env bash
-# Conformer-CTC on speechseq's synthesized multi-voice English corpus (espeak-ng, flite, festival voices);
-# dev and test are spoken by voices never heard in training.
+# Conformer ASR (CTC, Paraformer or AED) on speechseq's synthesized multi-voice English corpus (espeak-ng, flite,
+# festival voices); dev and test are spoken by voices never heard in training.
 #   egs/synth_en/asr/run.sh --scale tiny          # the Quickstart: ~15 minutes on 2 CPU cores
+#   egs/synth_en/asr/run.sh --scale tiny --model paraformer   # or aed (config recipes/conf/asr/<model>_synth_<scale>)
 #   egs/synth_en/asr/run.sh --scale small         # hours of audio; the WER <= 5% target
 #   egs/synth_en/asr/run.sh --scale tiny --text ../shared/data/text/sentences.txt   # sentences from a file
 # Other options are passed to recipes/asr.sh (--stage, --stop-stage, --device, --nproc, --train-args ...).
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(cd "$here/../../.." && pwd)
-scale=tiny; text=""; nj=2
+scale=tiny; text=""; nj=2; model=ctc
 args=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --scale) scale=$2; shift 2 ;;
     --text) text=$2; shift 2 ;;
     --nj) nj=$2; shift 2 ;;
+    --model) model=$2; shift 2 ;;
     *) args+=("$1"); shift ;;
   esac
 done
 case "$scale" in tiny|small|full) ;; *) echo "unknown --scale $scale (tiny, small, full)" >&2; exit 1 ;; esac
+case "$model" in ctc|paraformer|aed) ;; *) echo "unknown --model $model (ctc, paraformer, aed)" >&2; exit 1 ;; esac
 export PYTHONPATH="$root${PYTHONPATH:+:$PYTHONPATH}"
 export data=${data:-$here/data/$scale}
-export exp=${exp:-$here/exp/ctc_$scale}
-export config=${config:-$root/recipes/conf/asr/ctc_synth_$scale.yaml}
+export exp=${exp:-$here/exp/${model}_$scale}
+export config=${config:-$root/recipes/conf/asr/${model}_synth_$scale.yaml}
 text_opt=""; [ -n "$text" ] && text_opt="--text $(realpath "$text")"
 export prepare_cmd="python -m speechseq.bin.prepare synth_en --out $data --scale $scale --num-jobs $nj $text_opt"
 exec "$root/recipes/asr.sh" "${args[@]}"

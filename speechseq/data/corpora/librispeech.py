@@ -11,16 +11,12 @@ never copied), text lower-cased, duration (s, from the file header), speaker, la
 
 from __future__ import annotations
 
-import hashlib
 import re
-import shutil
-import tarfile
-import urllib.error
-import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 
 from speechseq.audio.io import audio_info
+from speechseq.data.corpora.download import download, extract
 from speechseq.data.manifest import Utterance, write_manifest
 from speechseq.errors import ConfigError, ManifestError, SpeechseqError
 
@@ -46,47 +42,6 @@ def _as_list(subsets: Sequence[str] | str) -> list[str]:
     if not out:
         raise ConfigError("no LibriSpeech subset given")
     return out
-
-
-def _md5(path: Path) -> str:
-    digest = hashlib.md5()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _download(url: str, path: Path) -> None:
-    """Fetch ``url`` to ``path`` through ``path.part``; an interrupted http(s) download resumes with a Range request."""
-    part = path.with_name(path.name + ".part")
-    request = urllib.request.Request(url)
-    have = part.stat().st_size if part.exists() else 0
-    if have and url.startswith(("http://", "https://")):
-        request.add_header("Range", f"bytes={have}-")
-    try:
-        with urllib.request.urlopen(request, timeout=60) as response:
-            resumed = have > 0 and getattr(response, "status", 200) == 206
-            with open(part, "ab" if resumed else "wb") as f:
-                shutil.copyfileobj(response, f, 1 << 20)
-    except (OSError, urllib.error.URLError) as e:
-        raise SpeechseqError(f"{url}: download failed ({e}); run again to resume") from None
-    part.replace(path)
-
-
-def _extract(archive: Path, dest: Path) -> None:
-    try:
-        with tarfile.open(archive) as tar:
-            if hasattr(tarfile, "data_filter"):
-                tar.extractall(dest, filter="data")
-            else:  # Python < 3.11.4: refuse members that would land outside dest
-                root = dest.resolve()
-                for member in tar.getmembers():
-                    target = (dest / member.name).resolve()
-                    if (target != root and root not in target.parents) or member.issym() or member.islnk():
-                        raise SpeechseqError(f"{archive}: unsafe member {member.name!r}")
-                tar.extractall(dest)
-    except (tarfile.TarError, EOFError) as e:
-        raise SpeechseqError(f"{archive}: cannot extract ({e}); delete it and download again") from None
 
 
 def download_librispeech(dest: str | Path, subsets: Sequence[str] | str, base_url: str = BASE_URL,
@@ -123,15 +78,9 @@ def download_librispeech(dest: str | Path, subsets: Sequence[str] | str, base_ur
         marker = dest / "LibriSpeech" / subset / ".complete"
         if marker.is_file():
             continue
-        archive = dest / f"{subset}.tar.gz"
-        if not archive.is_file():
-            _download(f"{base_url.rstrip('/')}/{subset}.tar.gz", archive)
-        if check_md5 and subset in sums:
-            got = _md5(archive)
-            if got != sums[subset]:
-                archive.unlink()
-                raise SpeechseqError(f"{archive}: md5 {got} != expected {sums[subset]} (deleted; download again)")
-        _extract(archive, dest)
+        archive = download(f"{base_url.rstrip('/')}/{subset}.tar.gz", dest / f"{subset}.tar.gz",
+                           md5=sums.get(subset) if check_md5 else None)
+        extract(archive, dest)
         if not (dest / "LibriSpeech" / subset).is_dir():
             raise SpeechseqError(f"{archive}: no LibriSpeech/{subset}/ folder in the archive")
         marker.write_text("ok\n")

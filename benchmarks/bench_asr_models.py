@@ -1,0 +1,175 @@
+"""CTC vs AED vs Paraformer, side by side in one run: WER and decoding real-time factor.
+
+    # trained model directories (same encoder size), decoded on a test manifest:
+    python benchmarks/bench_asr_models.py --manifest egs/synth_en/asr/data/tiny/test.jsonl \
+        --model ctc=egs/synth_en/asr/exp/ctc_tiny --model aed=egs/synth_en/asr/exp/aed_tiny \
+        --model paraformer=egs/synth_en/asr/exp/paraformer_tiny \
+        --model paraformer+mwer=egs/synth_en/asr/exp/paraformer_tiny/mwer
+    # decoding cost at FunASR's conformer Paraformer size (random weights, 10 s of real speech, 40 tokens):
+    python benchmarks/bench_asr_models.py --funasr-size
+
+Trained part: every model directory is decoded with each of its methods (CTC: greedy, prefix beam; AED: greedy,
+beam; Paraformer: greedy) through ``speechseq.load_asr(...).transcribe``; utterances are decoded one at a time
+(``--batch-size``), and the candidates take turns per round (``--repeat``) so load changes hit all alike; RTF is
+the median round's decode time / audio seconds. "x AED beam" is the AED beam row's time over the row's time.
+
+``--funasr-size``: models at the configuration of FunASR's conformer Paraformer (12-layer conformer encoder d256, 4
+heads, FF 2048, kernel 15, conv2d x4; 6-layer decoder FF 2048; 4234 characters: about 46M parameters) and the AR
+conformer baseline with the same encoder and decoder sizes, random weights, decoding 10 s of real speech to exactly
+``--tokens`` tokens (Paraformer: the CIF predictor's bias is set so that it fires that many; AED: min and max length).
+The references (``--ref-*``) were measured by the project with FunASR on this kind of machine, 2 threads, 10 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench_decode import speech_pool, windows  # noqa: E402
+from common import count_params, markdown_table, print_header, set_threads, time_interleaved  # noqa: E402
+from speechseq.asr.conformer import ConformerConfig  # noqa: E402
+from speechseq.asr.model import AsrModelConfig, build_asr_model  # noqa: E402
+from speechseq.audio.io import load_audio  # noqa: E402
+from speechseq.data.manifest import read_manifest  # noqa: E402
+from speechseq.infer.recognizer import load_asr  # noqa: E402
+from speechseq.layers.decoder import DecoderConfig  # noqa: E402
+from speechseq.text.score import error_rates  # noqa: E402
+
+SAMPLE_RATE = 16000
+
+
+def trained_rows(models: list[tuple[str, str]], manifest: str, beam_size: int, batch_size: int, repeat: int,
+                 max_utts: int) -> tuple[list[list[object]], int, float]:
+    utts = read_manifest(manifest)[: max_utts or None]
+    waves = [(load_audio(u.audio, SAMPLE_RATE, u.offset, u.duration)[0], SAMPLE_RATE) for u in utts]
+    audio_s = sum(len(w) for w, _ in waves) / SAMPLE_RATE
+    refs = [u.text for u in utts]
+    cands, outputs, params = {}, {}, {}
+    for name, model_dir in models:
+        asr = load_asr(model_dir, "cpu")
+        params[name] = count_params(asr.model)
+        for method in asr.methods:
+            label = (name, method if method == "greedy" else f"beam{beam_size}")
+
+            def run(asr=asr, method=method, label=label):
+                outputs[label] = asr.transcribe(waves, batch_size=batch_size, method=method, beam_size=beam_size)
+
+            cands[label] = run
+    timings = time_interleaved(cands, repeat=repeat, warmup=0)
+    aed_beam = next((t.median_s for (n, m), t in timings.items() if n.startswith("aed") and m.startswith("beam")),
+                    float("nan"))
+    rows = []
+    for (name, method), t in timings.items():
+        rates = error_rates(refs, [r.text for r in outputs[(name, method)]])
+        rows.append([name, method, f"{params[name] / 1e6:.1f}M", 100 * rates.wer, 100 * rates.cer,
+                     t.median_s / audio_s, aed_beam / t.median_s])
+    return rows, len(utts), audio_s
+
+
+def funasr_size_models(vocab: int, seed: int) -> dict[str, torch.nn.Module]:
+    enc = ConformerConfig(num_features=80, d_model=256, num_layers=12, num_heads=4, ff_expansion=8, conv_kernel=15,
+                          subsampling="conv2d", subsampling_factor=4)
+    dec = DecoderConfig(num_layers=6, num_heads=4, ffn_dim=2048)
+    out = {}
+    for kind in ("paraformer", "aed"):
+        cfg = AsrModelConfig(kind=kind, encoder=enc)
+        cfg.paraformer.decoder = dec
+        cfg.aed.decoder = dec
+        torch.manual_seed(seed)
+        out[kind] = build_asr_model(cfg, vocab).eval()
+    return out
+
+
+def funasr_rows(tokens: int, duration_s: float, beam_size: int, repeat: int, vocab: int, seed: int,
+                refs: dict[str, float], audio: Path | None) -> tuple[list[list[object]], str]:
+    num = int(duration_s * SAMPLE_RATE)
+    pool, source = speech_pool(audio, num)
+    one = windows(pool, 1, num)
+    models = funasr_size_models(vocab, seed)
+    para, aed = models["paraformer"], models["aed"]
+    frames = int(para.ctc(*one).lens[0])
+    with torch.no_grad():  # fire exactly `tokens` tokens: constant weight (tokens - 0.45 + 0.2) / frames
+        para.predictor.proj.weight.zero_()
+        p = (tokens - para.cfg.tail_threshold + 0.2) / frames
+        para.predictor.proj.bias.fill_(math.log(p / (1 - p)))
+
+    def aed_run(method: str, ctc_weight: float):
+        def run():
+            aed.cfg.decode_ctc_weight = ctc_weight
+            return aed.recognize(*one, method, beam_size=beam_size, min_len=tokens, max_len=tokens)
+        return run
+
+    cands = {
+        "Paraformer": lambda: para.recognize(*one),
+        "AED greedy": aed_run("greedy", 0.0),
+        f"AED beam {beam_size}": aed_run("beam", 0.0),
+        f"AED beam {beam_size} + CTC prefix 0.3": aed_run("beam", 0.3),
+    }
+    check = para.ctc(*one)
+    alphas, _ = para._inference_alphas(check.hidden, check.lens)
+    n_fired = int(torch.floor(alphas.sum() + 1e-4))
+    timings = time_interleaved(cands, repeat=repeat, warmup=1)
+    ref_of = {"Paraformer": refs["paraformer"], "AED greedy": refs["ar_greedy"], f"AED beam {beam_size}": refs["ar_beam"],
+              f"AED beam {beam_size} + CTC prefix 0.3": refs["ar_beam"]}
+    para_t = timings["Paraformer"].median_s
+    rows = []
+    for name, t in timings.items():
+        model = para if name == "Paraformer" else aed
+        rtf = t.median_s / duration_s
+        rows.append([name, f"{count_params(model) / 1e6:.1f}M", rtf, t.min_s / duration_s, ref_of[name],
+                     rtf / ref_of[name], t.median_s / para_t])
+    note = f"{source}; {frames} encoder frames; Paraformer fired {n_fired} tokens, AED decoded {tokens}"
+    return rows, note
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", action="append", default=[], metavar="NAME=DIR",
+                   help="a trained model directory (repeat); names starting with 'aed' give the speed-up reference")
+    p.add_argument("--manifest", help="test manifest for the trained models")
+    p.add_argument("--max-utts", type=int, default=0, help="decode only the first N utterances (0 = all)")
+    p.add_argument("--batch-size", type=int, default=1)
+    p.add_argument("--beam-size", type=int, default=10)
+    p.add_argument("--repeat", type=int, default=3)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--funasr-size", action="store_true", help="also time the FunASR-size configuration")
+    p.add_argument("--tokens", type=int, default=40, help="tokens decoded in --funasr-size (10 s of Mandarin ~ 40)")
+    p.add_argument("--duration-s", type=float, default=10.0)
+    p.add_argument("--vocab", type=int, default=4234)
+    p.add_argument("--audio", type=Path, help="speech to tile for --funasr-size (default: mfa_samples)")
+    p.add_argument("--ref-paraformer", type=float, default=0.041)
+    p.add_argument("--ref-ar-beam", type=float, default=0.79)
+    p.add_argument("--ref-ar-greedy", type=float, default=0.10)
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args()
+    if not args.model and not args.funasr_size:
+        p.error("give --model NAME=DIR (with --manifest) and/or --funasr-size")
+    set_threads(args.threads)
+    print_header("ASR decoders side by side (CTC, AED, Paraformer)",
+                 {"batch_size": args.batch_size, "beam": args.beam_size, "repeat": args.repeat,
+                  "manifest": args.manifest})
+    if args.model:
+        if not args.manifest:
+            p.error("--model needs --manifest")
+        models = [tuple(m.split("=", 1)) for m in args.model]
+        rows, n, audio_s = trained_rows(models, args.manifest, args.beam_size, args.batch_size, args.repeat,
+                                        args.max_utts)
+        print(f"\n## trained models: {n} utterances, {audio_s:.1f} s of audio\n")
+        print(markdown_table(["model", "decoding", "params", "WER %", "CER %", "RTF", "x AED beam"], rows, 4))
+    if args.funasr_size:
+        refs = {"paraformer": args.ref_paraformer, "ar_beam": args.ref_ar_beam, "ar_greedy": args.ref_ar_greedy}
+        rows, note = funasr_rows(args.tokens, args.duration_s, args.beam_size, args.repeat, args.vocab, args.seed,
+                                 refs, args.audio)
+        print(f"\n## FunASR conformer-Paraformer size, random weights, {args.duration_s:.0f} s: {note}\n")
+        print(markdown_table(["decoder", "params", "RTF", "RTF (fastest)", "FunASR RTF", "x FunASR", "x Paraformer"],
+                             rows, 4))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,67 @@
+"""Paraformer and AED model directories through the same training entry point and ``speechseq.load_asr`` API as CTC:
+every decoding method, word timestamps, batch == one by one, and MWER fine-tuning initialised from a trained model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+import speechseq
+from speechseq.config import load_config
+from speechseq.errors import SpeechseqError
+from speechseq.train import checkpoint as ckpt
+from speechseq.train.asr import AsrExperimentConfig, train_asr
+
+ROOT = Path(__file__).resolve().parents[2]
+OVERRIDES = ["train.max_steps=40", "train.lr=0.005", "train.checkpoint_every=20", "train.log_every=20"]
+
+
+def debug_config(kind: str, extra: list[str] = ()) -> AsrExperimentConfig:
+    return load_config(ROOT / "recipes" / "conf" / "debug" / f"{kind}_debug.yaml", AsrExperimentConfig,
+                       OVERRIDES + list(extra))
+
+
+@pytest.fixture(scope="module", params=["paraformer", "aed"])
+def trained(request, tmp_path_factory, fsdd_tiny) -> tuple[str, Path]:
+    exp = tmp_path_factory.mktemp(request.param) / "exp"
+    result = train_asr(debug_config(request.param), exp, fsdd_tiny["train"], fsdd_tiny["dev"], device="cpu")
+    assert result.steps == 40 and "wer" in result.metrics
+    return request.param, exp
+
+
+def test_load_asr_decodes_with_every_method_and_times_words(trained, fsdd_tiny):
+    kind, exp = trained
+    asr = speechseq.load_asr(exp)
+    assert asr.kind == kind
+    assert asr.methods == (("greedy",) if kind == "paraformer" else ("greedy", "beam"))
+    audio = [line.split('"audio": "')[1].split('"')[0] for line in fsdd_tiny["dev"].read_text().splitlines()][:5]
+    for method in asr.methods:
+        together = asr.transcribe(audio, batch_size=5, method=method, beam_size=3, word_timestamps=True)
+        alone = [asr.transcribe(a, method=method, beam_size=3)[0] for a in audio]
+        assert [t.text for t in together] == [t.text for t in alone]
+        for t in together:
+            assert isinstance(t.text, str) and t.words is not None and t.token_times is not None
+            assert all(0 <= w.start_s < w.end_s for w in t.words)
+            if kind == "paraformer" or t.token_times:  # AED: empty when the hypothesis cannot be aligned
+                assert len(t.token_times) == len(t.tokens)
+                assert [x.start_s for x in t.token_times] == sorted(x.start_s for x in t.token_times)
+    with pytest.raises(SpeechseqError, match="unknown method 'nope'"):
+        asr.transcribe(audio[0], method="nope")
+
+
+def test_mwer_fine_tuning_starts_from_the_trained_weights(tmp_path, fsdd_tiny):
+    base = tmp_path / "base"
+    train_asr(debug_config("paraformer", ["train.max_steps=10"]), base, fsdd_tiny["train"], device="cpu")
+    mwer = tmp_path / "mwer"
+    cfg = debug_config("paraformer", ["train.max_steps=2", "model.paraformer.mwer_weight=0.5", "train.lr=0.0"])
+    result = train_asr(cfg, mwer, fsdd_tiny["train"], device="cpu", init_from=base)
+    assert result.steps == 2
+    assert (mwer / "tokenizer.model").read_bytes() == (base / "tokenizer.model").read_bytes()
+    before, after = ckpt.load(base / "model.pt")["model"], ckpt.load(mwer / "model.pt")["model"]
+    for name, value in before.items():  # lr 0: fine-tuning kept the initial weights (stats included)
+        torch.testing.assert_close(after[name], value, msg=name)
+    # an init directory of another architecture is a clear error
+    with pytest.raises(SpeechseqError, match="do not fit the configured model"):
+        train_asr(debug_config("aed"), tmp_path / "bad", fsdd_tiny["train"], device="cpu", init_from=base)
