@@ -28,7 +28,8 @@ test-slow: setup
 	$(PY) -m pytest -q -m slow
 
 bench: setup
-	$(PY) benchmarks/bench_fbank.py && $(PY) benchmarks/bench_sampler.py
+	$(PY) benchmarks/bench_fbank.py && $(PY) benchmarks/bench_sampler.py && $(PY) benchmarks/bench_decode.py \
+	  && $(PY) benchmarks/bench_train.py && $(PY) benchmarks/bench_asr_models.py --funasr-size
 
 clean-venv:
 	rm -rf $(VENV)

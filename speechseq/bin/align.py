@@ -5,8 +5,8 @@ or the model's own timestamps of its hypotheses with --hypothesis).
     python -m speechseq.bin.align --hypothesis --model-dir exp/paraformer --manifest ... --out ...
 
 Forced alignment uses the CTC head (every model kind has one). With ``--hypothesis`` the recognizer transcribes each
-utterance with word timestamps (CIF firing for Paraformer, CTC alignment of the hypothesis for CTC and AED); only
-utterances whose hypothesis words equal the reference are scored.
+utterance with word timestamps (CIF firing for Paraformer, CTC alignment of the hypothesis for CTC and AED); its
+words that match reference words (longest common subsequence) are scored.
 
 When the manifest lines carry reference ``words: [[word, start_s, end_s], ...]`` (see
 ``speechseq.data.synthetic.make_alignment_set``), the mean absolute boundary error is printed as well.
@@ -15,6 +15,7 @@ When the manifest lines carry reference ``words: [[word, start_s, end_s], ...]``
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
 from pathlib import Path
 
@@ -26,13 +27,16 @@ from speechseq.data.manifest import iter_manifest
 from speechseq.infer.recognizer import load_asr, load_model_dir
 
 
-def boundary_error(ref: list[list], hyp: list[list]) -> tuple[float, float] | None:
-    """Mean absolute (start, end) error in seconds of two [[word, start, end], ...] lists (None if words differ)."""
-    if [r[0] for r in ref] != [h[0] for h in hyp] or not ref:
+def boundary_error(ref: list[list], hyp: list[list]) -> tuple[float, float, int] | None:
+    """Absolute start/end errors in seconds between [[word, start, end], ...] lists, summed over the words they
+    share: the hypothesis words matched to equal reference words by a longest-common-subsequence alignment
+    (difflib), so a transcript with errors still times its correct words. Returns (sum of start errors, sum of end
+    errors, matched words), or None when no word matches."""
+    matcher = difflib.SequenceMatcher(a=[r[0] for r in ref], b=[h[0] for h in hyp], autojunk=False)
+    pairs = [(ref[block.a + k], hyp[block.b + k]) for block in matcher.get_matching_blocks() for k in range(block.size)]
+    if not pairs:
         return None
-    starts = sum(abs(r[1] - h[1]) for r, h in zip(ref, hyp)) / len(ref)
-    ends = sum(abs(r[2] - h[2]) for r, h in zip(ref, hyp)) / len(ref)
-    return starts, ends
+    return sum(abs(r[1] - h[1]) for r, h in pairs), sum(abs(r[2] - h[2]) for r, h in pairs), len(pairs)
 
 
 @torch.no_grad()
@@ -41,7 +45,8 @@ def align_manifest(model_dir: str, manifest: str, out_path: str, device: str = "
     words of the model's own transcript.
 
     Returns:
-        {"aligned": count, and when references exist "start_mae_s", "end_mae_s", "mae_s", "scored"}.
+        {"aligned": count, and when references exist "start_mae_s", "end_mae_s", "mae_s" (means over the scored
+        words), "scored" (utterances), "scored_words"}.
     """
     model, tokenizer, _ = load_model_dir(model_dir, device)
     ctc = getattr(model, "ctc", model)  # Paraformer and AED keep their encoder + CTC head in .ctc
@@ -71,10 +76,12 @@ def align_manifest(model_dir: str, manifest: str, out_path: str, device: str = "
                 errors.append(err)
     result: dict = {"aligned": n}
     if errors:
-        result["start_mae_s"] = sum(e[0] for e in errors) / len(errors)
-        result["end_mae_s"] = sum(e[1] for e in errors) / len(errors)
+        words = sum(e[2] for e in errors)
+        result["start_mae_s"] = sum(e[0] for e in errors) / words
+        result["end_mae_s"] = sum(e[1] for e in errors) / words
         result["mae_s"] = (result["start_mae_s"] + result["end_mae_s"]) / 2
         result["scored"] = len(errors)
+        result["scored_words"] = words
     return result
 
 
@@ -91,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     extra = ""
     if "mae_s" in r:
         extra = (f"; word boundary error vs reference: start {1000 * r['start_mae_s']:.1f} ms, end "
-                 f"{1000 * r['end_mae_s']:.1f} ms, mean {1000 * r['mae_s']:.1f} ms over {r['scored']} utterances")
+                 f"{1000 * r['end_mae_s']:.1f} ms, mean {1000 * r['mae_s']:.1f} ms over {r['scored_words']} words of {r['scored']} utterances")
     print(f"aligned {r['aligned']} utterances -> {args.out}{extra}")
     return 0
 

@@ -42,6 +42,14 @@ def decode_manifest(model_dir: str, manifest: str, out_dir: str, method: str = "
         rates = error_rates([u.text for u in utts], [r.text for r in results])
         summary.update(wer=rates.wer, cer=rates.cer, substitutions=rates.substitutions, deletions=rates.deletions,
                        insertions=rates.insertions, ref_words=rates.ref_words)
+        by_speaker: dict[str, tuple[list[str], list[str]]] = {}
+        for u, r in zip(utts, results):
+            if u.speaker:
+                refs, hyps = by_speaker.setdefault(u.speaker, ([], []))
+                refs.append(u.text)
+                hyps.append(r.text)
+        if len(by_speaker) > 1:
+            summary["wer_by_speaker"] = {spk: error_rates(*pair).wer for spk, pair in sorted(by_speaker.items())}
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
 
