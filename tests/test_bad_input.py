@@ -14,12 +14,10 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import pytest
 import soundfile as sf
-import torch
 
 import speechseq
 from speechseq.audio.io import resample
@@ -31,15 +29,6 @@ from speechseq.train.asr import AsrExperimentConfig, train_asr
 ROOT = Path(__file__).resolve().parents[1]
 DEBUG = ROOT / "recipes" / "conf" / "debug" / "ctc_debug.yaml"
 BAD_KINDS = ("missing", "garbage", "empty", "nan")
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread() -> Iterator[None]:
-    """Tiny models on a shared 2-core machine: intra-op threads only add contention."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def write_bad_wavs(folder: Path) -> dict[str, Path]:

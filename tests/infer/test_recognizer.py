@@ -18,7 +18,6 @@ from typing import Iterator
 import numpy as np
 import pytest
 import soundfile as sf
-import torch
 
 import speechseq
 from speechseq.audio.io import resample
@@ -33,15 +32,6 @@ DEBUG = ROOT / "recipes" / "conf" / "debug" / "ctc_debug.yaml"
 MODEL_FILES = ("config.yaml", "tokenizer.model", "model.pt")
 # 200 steps at lr 5e-3 (~3-6 s on 2 CPU cores): after the debug config's 6 steps every hypothesis is empty
 TRAIN_OVERRIDES = ["train.max_steps=200", "train.lr=0.005", "train.checkpoint_every=100", "train.log_every=100"]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread() -> Iterator[None]:
-    """Tiny models on a shared 2-core machine: intra-op threads only add contention (200 steps: 6 s vs minutes)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
