@@ -771,3 +771,70 @@ def make_alignment_set(out_dir: str | Path, sentences: list[str], voice: Voice, 
     manifest = out / "align.jsonl"
     write_manifest(manifest, utts)
     return manifest
+
+
+def make_connected_alignment_set(out_dir: str | Path, sentences: list[str], voice: Voice,
+                                 sample_rate: int = 16000) -> Path:
+    """Connected speech with the word boundaries festival itself reports, for measuring timestamp error.
+
+    festival synthesizes each sentence whole (no trimming) and prints every word's ``word_start``/``word_end`` from
+    its Word relation; a sentence whose festival words differ from its text (e.g. a token festival expands) is left
+    out. Unlike :func:`make_alignment_set` the speech is coarticulated like a corpus utterance, so a model trained on
+    connected speech is in its domain. The manifest ``out_dir/align.jsonl`` carries ``words: [[word, start_s,
+    end_s], ...]``.
+
+    Args:
+        out_dir: output folder (``wav/`` and ``align.jsonl``).
+        sentences: texts (lower-case words).
+        voice: a festival voice.
+        sample_rate: Hz.
+
+    Raises:
+        SynthesisError: not a festival voice, festival missing, or no sentence usable.
+    """
+    if voice.engine != "festival":
+        raise SynthesisError(f"make_connected_alignment_set needs a festival voice, got {voice.id}")
+    _check_voice(voice)
+    out = Path(out_dir)
+    raw_dir = out / "raw"
+    raw_dir.mkdir(parents=True, exist_ok=True)
+    lines = [f"(voice_{voice.name})"]
+    if voice.speed_wpm:
+        lines.append(f"(Parameter.set 'Duration_Stretch {175 / voice.speed_wpm:.3f})")
+    for i, text in enumerate(sentences):
+        lines += [f"(set! u (utt.synth (Utterance Text {_scheme_string(text)})))",
+                  f"(utt.save.wave u {_scheme_string(str(raw_dir / f'{i}.wav'))} 'riff)",
+                  f'(format t "UTT {i}\\n")',
+                  '(mapcar (lambda (w) (format t "W %s %f %f\\n" (item.name w) (item.feat w "word_start") '
+                  '(item.feat w "word_end"))) (utt.relation.items u \'Word))']
+    script = raw_dir / "align.scm"
+    script.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    printed = _run_quiet(["festival", "-b", str(script)])
+    words: dict[int, list[list]] = {}
+    current = -1
+    for line in printed.splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[0] == "UTT":
+            current = int(parts[1])
+            words[current] = []
+        elif len(parts) == 4 and parts[0] == "W" and current >= 0:
+            words[current].append([parts[1], round(float(parts[2]), 4), round(float(parts[3]), 4)])
+    utts = []
+    for i, text in enumerate(sentences):
+        bounds = words.get(i, [])
+        raw = raw_dir / f"{i}.wav"
+        if [w[0] for w in bounds] != text.split() or not raw.exists():
+            continue
+        wave, sr = load_audio(raw)
+        if sr != sample_rate:
+            wave = resample(wave, sr, sample_rate)
+        path = out / "wav" / f"connected-{i:04d}.wav"
+        save_audio(path, wave.astype(np.float32), sample_rate)
+        utts.append(Utterance(id=f"connected-{i:04d}", audio=str(path.resolve()), text=text,
+                              duration=round(len(wave) / sample_rate, 4), speaker=voice.id, language="en",
+                              extra={"words": bounds}))
+    if not utts:
+        raise SynthesisError(f"festival {voice.name}: no sentence gave word times matching its text")
+    manifest = out / "align.jsonl"
+    write_manifest(manifest, utts)
+    return manifest

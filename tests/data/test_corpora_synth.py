@@ -19,6 +19,7 @@ from speechseq.data.synthetic import (
     generate_sentences,
     grammar_vocabulary,
     load_text_sentences,
+    make_connected_alignment_set,
     make_corpus,
     scale_config,
     split_sentences,
@@ -198,3 +199,21 @@ def test_prepare_cli_synth_tiny(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert main(["synth_en", "--out", str(tmp_path), "--scale", "tiny", "--num-jobs", "2"]) == 0
     out = capsys.readouterr().out
     assert re.search(r"train\s+1500 utts", out) and re.search(r"test\s+100 utts", out)
+
+
+def test_connected_alignment_set_has_festival_word_times(tmp_path: Path, voices: list[Voice]) -> None:
+    voice = next(v for v in voices if v.engine == "festival")
+    texts = ["the big orange towel is under the cabinet", "nine six three"]
+    manifest = make_connected_alignment_set(tmp_path, texts, voice)
+    utts = read_manifest(manifest)
+    assert [u.text for u in utts] == texts
+    for u in utts:
+        words = u.extra["words"]
+        assert [w[0] for w in words] == u.text.split()
+        starts, ends = [w[1] for w in words], [w[2] for w in words]
+        assert all(s < e for s, e in zip(starts, ends)), words
+        assert starts == sorted(starts) and 0 <= starts[0] and ends[-1] <= u.duration + 1e-3
+        wave, sr = sf.read(u.audio)
+        assert sr == 16000 and abs(len(wave) / sr - u.duration) < 1e-3
+    with pytest.raises(SynthesisError, match="needs a festival voice"):
+        make_connected_alignment_set(tmp_path, texts, next(v for v in voices if v.engine == "flite"))
