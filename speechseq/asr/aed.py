@@ -25,11 +25,10 @@ from torch import Tensor, nn
 from speechseq.asr.conformer import ConformerConfig
 from speechseq.asr.ctc import BLANK, CtcConfig, CtcModel, Hypothesis, TokenSpan, ctc_token_spans
 from speechseq.asr.frontend import Frontend, FrontendConfig
-from speechseq.layers.decoder import KV, DecoderConfig, TransformerDecoder, sinusoidal_positions
+from speechseq.layers.decoder import IGNORE, KV, DecoderConfig, TransformerDecoder, append_eos, sinusoidal_positions
 from speechseq.layers.masks import valid_mask
 from speechseq.text.tokenizer import BOS_ID, EOS_ID
 
-IGNORE = -100
 NEG = -1e10
 
 
@@ -111,9 +110,7 @@ class AedModel(nn.Module):
         b, L = tokens.shape
         valid = valid_mask(token_lens, L)
         inp = torch.cat([torch.full((b, 1), BOS_ID, device=tokens.device), torch.where(valid, tokens, EOS_ID)], 1)
-        target = torch.full((b, L + 1), IGNORE, dtype=torch.long, device=tokens.device)
-        target[:, :L] = torch.where(valid, tokens, IGNORE)
-        target[torch.arange(b, device=tokens.device), token_lens] = EOS_ID
+        target = append_eos(tokens, token_lens)
         logits = self.decode_full(inp, enc.hidden, enc.lens)
         ce = F.cross_entropy(logits.float().transpose(1, 2), target, ignore_index=IGNORE,
                              label_smoothing=self.cfg.label_smoothing, reduction="sum") / b

@@ -34,11 +34,10 @@ from torch import Tensor, nn
 from speechseq.asr.conformer import ConformerConfig
 from speechseq.asr.ctc import CtcConfig, CtcModel, Hypothesis, TokenSpan
 from speechseq.asr.frontend import Frontend, FrontendConfig
-from speechseq.layers.decoder import DecoderConfig, TransformerDecoder, sinusoidal_positions
+from speechseq.layers.decoder import IGNORE, DecoderConfig, TransformerDecoder, append_eos, sinusoidal_positions
 from speechseq.layers.masks import valid_mask
 from speechseq.text.tokenizer import BLANK_ID, BOS_ID, EOS_ID
 
-IGNORE = -100
 
 
 @dataclass
@@ -141,16 +140,6 @@ def mwer_loss(cand_logp: Tensor, cand_err: Tensor) -> Tensor:
     probs = torch.softmax(cand_logp.float(), dim=-1)
     err = cand_err.float()
     return (probs * (err - err.mean(-1, keepdim=True))).sum(-1).mean()
-
-
-def append_eos(tokens: Tensor, token_lens: Tensor) -> Tensor:
-    """(B, L) targets padded with anything -> (B, L+1) with <eos> after each and IGNORE beyond."""
-    b, L = tokens.shape
-    out = torch.full((b, L + 1), IGNORE, dtype=torch.long, device=tokens.device)
-    valid = valid_mask(token_lens, L)
-    out[:, :L] = torch.where(valid, tokens, torch.full_like(tokens, IGNORE))
-    out[torch.arange(b, device=tokens.device), token_lens] = EOS_ID
-    return out
 
 
 @dataclass

@@ -24,7 +24,7 @@ import torch
 from speechseq.asr.ctc import forced_align, word_times
 from speechseq.audio.io import load_audio
 from speechseq.data.manifest import iter_manifest
-from speechseq.infer.recognizer import load_asr, load_model_dir
+from speechseq.infer.recognizer import Recognizer, load_model_dir
 
 
 def boundary_error(ref: list[list], hyp: list[list]) -> tuple[float, float, int] | None:
@@ -48,9 +48,9 @@ def align_manifest(model_dir: str, manifest: str, out_path: str, device: str = "
         {"aligned": count, and when references exist "start_mae_s", "end_mae_s", "mae_s" (means over the scored
         words), "scored" (utterances), "scored_words"}.
     """
-    model, tokenizer, _ = load_model_dir(model_dir, device)
+    model, tokenizer, kind = load_model_dir(model_dir, device)
     ctc = getattr(model, "ctc", model)  # Paraformer and AED keep their encoder + CTC head in .ctc
-    asr = load_asr(model_dir, device) if hypothesis else None
+    asr = Recognizer(model, tokenizer, torch.device(device), kind) if hypothesis else None
     sr = model.frontend.sample_rate
     n = 0
     errors: list[tuple[float, float]] = []

@@ -17,8 +17,23 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from speechseq.layers.masks import valid_mask
+from speechseq.text.tokenizer import EOS_ID
+
 KV = tuple[Tensor, Tensor]
 """Keys and values, each (B, H, T, Dh)."""
+IGNORE = -100
+"""Target id the decoder losses skip (cross-entropy ``ignore_index``)."""
+
+
+def append_eos(tokens: Tensor, token_lens: Tensor) -> Tensor:
+    """Decoder targets: (B, L) ids (padding anything) -> (B, L+1) with <eos> after each and IGNORE beyond."""
+    b, L = tokens.shape
+    out = torch.full((b, L + 1), IGNORE, dtype=torch.long, device=tokens.device)
+    valid = valid_mask(token_lens, L)
+    out[:, :L] = torch.where(valid, tokens, torch.full_like(tokens, IGNORE))
+    out[torch.arange(b, device=tokens.device), token_lens] = EOS_ID
+    return out
 
 
 @dataclass
