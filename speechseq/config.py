@@ -20,6 +20,7 @@ import yaml
 from speechseq.errors import ConfigError
 
 T = TypeVar("T")
+_YAML_BOOL_WORDS = {True: ("on", "yes", "true"), False: ("off", "no", "false")}
 
 
 def _suggest(key: str, choices: list[str]) -> str:
@@ -46,6 +47,8 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
                 errors.append(str(e))
         raise ConfigError(errors[0] if errors else f"{where}: bad value {value!r}")
     if origin is typing.Literal:
+        if isinstance(value, bool):  # YAML 1.1 reads off/no/on/yes as booleans: map back to a word the Literal has
+            value = next((w for w in _YAML_BOOL_WORDS[value] if w in typing.get_args(tp)), value)
         if value not in typing.get_args(tp):
             raise ConfigError(f"{where}: {value!r} is not one of {list(typing.get_args(tp))}")
         return value

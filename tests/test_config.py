@@ -65,3 +65,11 @@ def test_every_recipe_config_loads_and_builds():
             assert 0.8 * want < n < 1.25 * want, f"{path.name}: {n:.1f}M parameters"
         else:
             build_asr_model(cfg.model, cfg.tokenizer.vocab_size)
+
+
+def test_yaml_boolean_words_map_back_to_literal_choices(tmp_path):
+    # YAML 1.1 parses `off` as False: train.amp=off must still select the "off" choice, not fail or turn into False
+    cfg = load_config(None, AsrExperimentConfig, ["train.amp=off"])
+    assert cfg.train.amp == "off"
+    with pytest.raises(ConfigError, match="train.amp"):
+        load_config(None, AsrExperimentConfig, ["train.amp=yes"])

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from speechseq.asr.conformer import ConformerConfig
-from speechseq.asr.ctc import BLANK, CtcConfig, CtcModel, Hypothesis, TokenSpan, ctc_token_spans
+from speechseq.asr.ctc import BLANK, CtcConfig, CtcModel, Hypothesis, TokenSpan, attach_spans, ctc_token_spans
 from speechseq.asr.frontend import Frontend, FrontendConfig
 from speechseq.layers.decoder import IGNORE, KV, DecoderConfig, TransformerDecoder, append_eos, sinusoidal_positions
 from speechseq.layers.masks import valid_mask
@@ -145,20 +145,23 @@ class AedModel(nn.Module):
 
     @torch.no_grad()
     def recognize(self, waves: Tensor, wave_lens: Tensor, method: str = "greedy", beam_size: int | None = None,
-                  min_len: int = 0, max_len: int | None = None) -> list[Hypothesis]:
+                  spans: bool = False, min_len: int = 0, max_len: int | None = None) -> list[Hypothesis]:
         """Decode a batch: "greedy" or "beam" (K = beam_size, default ``cfg.beam_size``).
 
-        ``min_len``/``max_len`` bound the tokens decoded (<eos> is forbidden before min_len; default max_len:
-        ``max_len_ratio`` x encoder frames).
+        ``spans``: also align every hypothesis with the encoder's CTC head (same encoder pass). ``min_len``/
+        ``max_len`` bound the tokens decoded (<eos> is forbidden before min_len; default max_len: ``max_len_ratio``
+        x encoder frames).
         """
         enc = self.ctc(waves, wave_lens)
         max_len = max_len or self._max_len(enc.lens)
         if method == "greedy":
-            return self.greedy_search(enc.hidden, enc.lens, min_len, max_len)
-        if method == "beam":
-            return self.beam_search(enc.hidden, enc.lens, beam_size or self.cfg.beam_size, min_len, max_len,
+            hyps = self.greedy_search(enc.hidden, enc.lens, min_len, max_len)
+        elif method == "beam":
+            hyps = self.beam_search(enc.hidden, enc.lens, beam_size or self.cfg.beam_size, min_len, max_len,
                                     enc.log_probs)
-        raise ValueError(f"unknown AED decoding method {method!r} (choices: greedy, beam)")
+        else:
+            raise ValueError(f"unknown AED decoding method {method!r} (choices: greedy, beam)")
+        return attach_spans(hyps, ctc_token_spans(enc, hyps)) if spans else hyps
 
     def _mask_special(self, logp: Tensor, step: int, min_len: int) -> Tensor:
         logp[:, BLANK] = NEG

@@ -103,20 +103,30 @@ class CtcModel(nn.Module):
         return CtcOutput(loss, log_probs, enc.y_lens, metrics, enc.y)
 
     @torch.no_grad()
-    def recognize(self, waves: Tensor, wave_lens: Tensor, method: str = "greedy",
-                  beam_size: int = 10) -> list[Hypothesis]:
-        """Decode a batch: method "greedy" or "beam" (prefix beam search); returns the best hypothesis per item."""
+    def recognize(self, waves: Tensor, wave_lens: Tensor, method: str = "greedy", beam_size: int = 10,
+                  spans: bool = False) -> list[Hypothesis]:
+        """Decode a batch: method "greedy" or "beam" (prefix beam search); returns the best hypothesis per item,
+        with ``spans`` (CTC forced alignment, from the same encoder pass) on request."""
         out = self(waves, wave_lens)
         if method == "greedy":
-            return greedy_decode(out.log_probs, out.lens)
-        if method == "beam":
-            return [nbest[0] for nbest in prefix_beam_search(out.log_probs, out.lens, beam_size)]
-        raise ValueError(f"unknown CTC decoding method {method!r} (choices: greedy, beam)")
+            hyps = greedy_decode(out.log_probs, out.lens)
+        elif method == "beam":
+            hyps = [nbest[0] for nbest in prefix_beam_search(out.log_probs, out.lens, beam_size)]
+        else:
+            raise ValueError(f"unknown CTC decoding method {method!r} (choices: greedy, beam)")
+        return attach_spans(hyps, ctc_token_spans(out, hyps)) if spans else hyps
 
     @torch.no_grad()
     def token_spans(self, waves: Tensor, wave_lens: Tensor, hyps: list[Hypothesis]) -> list[list[TokenSpan]]:
         """Frames of every hypothesis token, by CTC forced alignment (empty where the tokens do not fit)."""
         return ctc_token_spans(self(waves, wave_lens), hyps)
+
+
+def attach_spans(hyps: list[Hypothesis], spans: list[list[TokenSpan]]) -> list[Hypothesis]:
+    """Set ``hyp.spans`` of every hypothesis (in place) and return the list."""
+    for hyp, s in zip(hyps, spans, strict=True):
+        hyp.spans = s
+    return hyps
 
 
 def ctc_token_spans(out: CtcOutput, hyps: list[Hypothesis]) -> list[list[TokenSpan]]:
@@ -142,11 +152,13 @@ def ctc_loss(log_probs: Tensor, lens: Tensor, tokens: Tensor, token_lens: Tensor
 @dataclass
 class Hypothesis:
     """tokens: ids (no blank, bos or eos); frames: encoder frame where each token was emitted (CTC) or fired (CIF),
-    -1 where a decoder does not know; score: log-prob of the decoder that produced it."""
+    -1 where a decoder does not know; score: log-prob of the decoder that produced it; spans: frames of every token
+    (``recognize(..., spans=True)``; empty where the tokens cannot be aligned), else None."""
 
     tokens: list[int]
     frames: list[int]
     score: float
+    spans: list[TokenSpan] | None = None
 
 
 def greedy_decode(log_probs: Tensor, lens: Tensor) -> list[Hypothesis]:

@@ -1,4 +1,5 @@
-"""ASR front end shared by every ASR model: waveform -> log-mel fbank -> global mean/variance norm -> SpecAugment.
+"""ASR front end shared by every ASR model: waveform -> log-mel fbank -> (training: VTLP warp) -> global
+mean/variance norm -> (training: SpecAugment).
 
 Global (corpus-level) statistics, not per-utterance CMVN: they are fixed buffers, so streaming and offline see the
 same normalisation. ``set_stats`` is called once before training from a sample of training features.
@@ -12,21 +13,33 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
+from speechseq.audio.functional import random_eq_curves, vtlp_warp
+from speechseq.errors import ConfigError
 from speechseq.audio.transforms import Fbank, FbankConfig, SpecAugment, SpecAugmentConfig
 
 
 @dataclass
 class FrontendConfig:
-    """fbank: feature extraction; specaug: training-time masking (``enabled`` False switches it off)."""
+    """fbank: feature extraction; specaug: training-time masking (``enabled`` False switches it off); vtlp: in
+    training, each utterance's spectrum is warped by a factor drawn uniformly from ``[1 - vtlp, 1 + vtlp]``
+    (:func:`speechseq.audio.functional.vtlp_warp`; 0 switches it off; ~0.1 spans adult male to female vocal
+    tracts); eq_db: in training, a random smooth gain curve with coefficients up to this many dB is added to each
+    utterance's log-mel (:func:`speechseq.audio.functional.random_eq_curves`; 0 = off)."""
 
     fbank: FbankConfig = field(default_factory=FbankConfig)
     specaug: SpecAugmentConfig = field(default_factory=SpecAugmentConfig)
     specaug_enabled: bool = True
+    vtlp: float = 0.0
+    eq_db: float = 0.0
 
 
 class Frontend(nn.Module):
     def __init__(self, cfg: FrontendConfig):
         super().__init__()
+        if not 0.0 <= cfg.vtlp < 1.0:
+            raise ConfigError(f"frontend.vtlp={cfg.vtlp} must be in [0, 1) (the warp factor's maximum deviation from 1)")
+        if cfg.eq_db < 0.0:
+            raise ConfigError(f"frontend.eq_db={cfg.eq_db} must be >= 0")
         self.cfg = cfg
         self.fbank = Fbank(cfg.fbank)
         self.specaug = SpecAugment(cfg.specaug) if cfg.specaug_enabled else None
@@ -55,6 +68,12 @@ class Frontend(nn.Module):
     def forward(self, waves: Tensor, wave_lens: Tensor) -> tuple[Tensor, Tensor]:
         """(B, N), (B,) -> normalised (and, in training, SpecAugmented) features (B, T, F), (B,)."""
         feats, feat_lens = self.raw_features(waves, wave_lens)
+        if self.training and self.cfg.vtlp > 0.0:
+            fb = self.cfg.fbank
+            factors = 1.0 + self.cfg.vtlp * (2.0 * torch.rand(feats.shape[0]) - 1.0)
+            feats = vtlp_warp(feats, factors, fb.sample_rate, fb.low_freq, fb.high_freq)
+        if self.training and self.cfg.eq_db > 0.0:
+            feats = feats + random_eq_curves(feats.shape[0], feats.shape[2], self.cfg.eq_db).to(feats.device)[:, None]
         feats = (feats - self.mean) * self.inv_std
         if self.training and self.specaug is not None:
             feats = self.specaug(feats, feat_lens)

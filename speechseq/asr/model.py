@@ -3,9 +3,10 @@
     model = build_asr_model(AsrModelConfig(kind="ctc"), vocab_size=tokenizer.vocab_size)
 
 Every model returned here takes ``(waves, wave_lens, tokens, token_lens)`` in ``forward`` and returns an output with
-``loss`` and ``metrics``, and has ``recognize(waves, wave_lens, method, beam_size)`` returning hypotheses with
-``tokens``, ``frames`` (encoder frame per token) and ``score``, ``token_spans(waves, wave_lens, hyps)`` giving the
-frames of every token (timestamps), plus ``frontend`` and ``frame_shift_s``.
+``loss`` and ``metrics``, and has ``recognize(waves, wave_lens, method, beam_size, spans=False)`` returning
+hypotheses with ``tokens``, ``frames`` (encoder frame per token), ``score`` and, with ``spans=True``, the frames of
+every token from the same encoder pass (timestamps); ``token_spans(waves, wave_lens, hyps)`` aligns given
+hypotheses; plus ``frontend`` and ``frame_shift_s``.
 """
 
 from __future__ import annotations

@@ -32,7 +32,7 @@ from rapidfuzz.distance import Levenshtein
 from torch import Tensor, nn
 
 from speechseq.asr.conformer import ConformerConfig
-from speechseq.asr.ctc import CtcConfig, CtcModel, Hypothesis, TokenSpan
+from speechseq.asr.ctc import CtcConfig, CtcModel, Hypothesis, TokenSpan, attach_spans
 from speechseq.asr.frontend import Frontend, FrontendConfig
 from speechseq.layers.decoder import IGNORE, DecoderConfig, TransformerDecoder, append_eos, sinusoidal_positions
 from speechseq.layers.masks import valid_mask
@@ -235,9 +235,10 @@ class ParaformerModel(nn.Module):
         return mwer_loss(cand_logp, errs)
 
     @torch.no_grad()
-    def recognize(self, waves: Tensor, wave_lens: Tensor, method: str = "greedy",
-                  beam_size: int = 10) -> list[Hypothesis]:
-        """One parallel pass; ``method`` must be "greedy" (Paraformer has no beam search)."""
+    def recognize(self, waves: Tensor, wave_lens: Tensor, method: str = "greedy", beam_size: int = 10,
+                  spans: bool = False) -> list[Hypothesis]:
+        """One parallel pass; ``method`` must be "greedy" (Paraformer has no beam search). ``spans``: also give
+        every token's frames from the same pass's CIF weights (see :meth:`token_spans`)."""
         if method != "greedy":
             raise ValueError(f"unknown Paraformer decoding method {method!r} (choices: greedy)")
         enc = self.ctc(waves, wave_lens)
@@ -246,7 +247,7 @@ class ParaformerModel(nn.Module):
         embeds, fired = cif(hidden_ext, alphas, self.cfg.threshold)
         out = []
         if embeds.shape[1] == 0:
-            return [Hypothesis([], [], 0.0) for _ in range(waves.shape[0])]
+            return [Hypothesis([], [], 0.0, [] if spans else None) for _ in range(waves.shape[0])]
         logp = self.decode_logits(embeds, fired, hidden, hidden_lens).float().log_softmax(-1)
         logp[..., BLANK_ID] = float("-inf")  # never targets: token j of a hypothesis stays CIF slot j
         logp[..., BOS_ID] = float("-inf")
@@ -258,7 +259,7 @@ class ParaformerModel(nn.Module):
             stop = row.index(EOS_ID) if EOS_ID in row else n
             hframes = frames[b, :stop].clamp(max=max(int(hidden_lens[b]) - 1, 0)).tolist()
             out.append(Hypothesis(row[:stop], hframes, float(best[b, :stop].sum())))
-        return out
+        return attach_spans(out, self._cif_spans(alphas, hidden_lens, out)) if spans else out
 
     def _inference_alphas(self, hidden: Tensor, hidden_lens: Tensor) -> tuple[Tensor, Tensor]:
         alphas = self.predictor(hidden, valid_mask(hidden_lens, hidden.shape[1]))
@@ -270,10 +271,13 @@ class ParaformerModel(nn.Module):
         frames that fed the token, less the frames whose weight is below ``span_min_weight`` (silence)."""
         enc = self.ctc(waves, wave_lens)
         alphas, _ = self._inference_alphas(enc.hidden, enc.lens)
+        return self._cif_spans(alphas, enc.lens, hyps)
+
+    def _cif_spans(self, alphas: Tensor, hidden_lens: Tensor, hyps: list[Hypothesis]) -> list[list[TokenSpan]]:
         fired = num_fired(alphas, self.cfg.threshold)
         out = []
         for b, hyp in enumerate(hyps):
-            n, t_len = int(fired[b]), int(enc.lens[b])
+            n, t_len = int(fired[b]), int(hidden_lens[b])
             if n == 0 or not hyp.tokens:
                 out.append([])
                 continue

@@ -1,4 +1,5 @@
-"""Pure tensor DSP: Kaldi-compatible log-mel filterbanks, SpecAugment, speed perturbation, noise mixing.
+"""Pure tensor DSP: Kaldi-compatible log-mel filterbanks, SpecAugment, VTLP frequency warping, random spectral
+equalisation, speed perturbation, noise mixing.
 
 Every function takes and returns batch-first tensors and runs on any device (CPU or CUDA), except
 :func:`speed_perturb`, which resamples with soxr on the CPU (see its docstring). Nothing here reads files.
@@ -326,6 +327,73 @@ def spec_augment(
     valid = steps < lens[:, None]  # (B, T)
     masked = (time_masked[:, :, None] | freq_masked[:, None, :]) & valid[:, :, None]
     return feats.masked_fill(masked, 0.0)
+
+
+def vtlp_warp(feats: Tensor, factors: Tensor, sample_rate: int, low_freq: float = 20.0,
+              high_freq: float = 0.0) -> Tensor:
+    """Vocal tract length perturbation on log-mel features: each item's spectrum is stretched in frequency.
+
+    Item ``b`` becomes the features of the same speech spoken by a vocal tract ``factors[b]`` times "shorter":
+    output bin ``i`` (centre frequency ``f_i`` Hz) takes the input's value at ``f_i / factors[b]``, read by linear
+    interpolation between the neighbouring mel bins (clamped to the first/last bin). Factors > 1 move formants up
+    (towards a higher-pitched, shorter vocal tract), < 1 down; 1 is the identity. The warp is done in the feature
+    domain (Jaitly & Hinton's VTLP approximated on mel bins), so it costs one gather per batch instead of a second
+    filterbank pass. Time and padding frames are untouched.
+
+    Args:
+        feats: (B, T, F) log-mel features from a Kaldi mel bank with these ``low_freq``/``high_freq`` settings.
+        factors: (B,) positive warp factors (typically uniform in [0.9, 1.1]).
+        sample_rate: Hz of the audio behind the features.
+        low_freq / high_freq: the mel bank's edges, Hz (``high_freq <= 0`` means nyquist + high_freq).
+
+    Returns:
+        (B, T, F) warped features.
+    """
+    if feats.dim() != 3:
+        raise AudioError(f"vtlp_warp: feats must be (B, T, F), got shape {tuple(feats.shape)}")
+    if factors.shape != feats.shape[:1] or bool((factors <= 0).any()):
+        raise AudioError(f"vtlp_warp: factors must be ({feats.shape[0]},) and positive, got {tuple(factors.shape)}")
+    n_bins = feats.shape[-1]
+    if high_freq <= 0.0:
+        high_freq = 0.5 * sample_rate + high_freq
+    mel_low = _mel(torch.tensor(low_freq, dtype=torch.float64))
+    delta = (_mel(torch.tensor(high_freq, dtype=torch.float64)) - mel_low) / (n_bins + 1)
+    centre_mel = mel_low + delta * torch.arange(1, n_bins + 1, dtype=torch.float64)
+    centre_hz = 700.0 * torch.expm1(centre_mel / 1127.0)  # inverse of _mel
+    source_hz = centre_hz[None, :] / factors.detach().to("cpu", torch.float64)[:, None]  # (B, F)
+    pos = ((_mel(source_hz) - mel_low) / delta - 1.0).clamp(0.0, n_bins - 1.0)  # fractional source bin
+    lo = pos.floor().to(torch.int64).clamp(max=n_bins - 2) if n_bins > 1 else pos.floor().to(torch.int64)
+    frac = (pos - lo).to(feats.dtype).to(feats.device)[:, None, :]
+    lo = lo.to(feats.device)[:, None, :].expand(-1, feats.shape[1], -1)
+    hi = (lo + 1).clamp(max=n_bins - 1)
+    return torch.gather(feats, 2, lo) * (1.0 - frac) + torch.gather(feats, 2, hi) * frac
+
+
+def random_eq_curves(batch: int, n_bins: int, max_db: float, num_terms: int = 4,
+                     generator: torch.Generator | None = None) -> Tensor:
+    """Smooth random gain curves over the mel axis, to add to log-mel features (a random equaliser per item).
+
+    Curve ``b`` is ``sum_k c_bk cos(pi k (i + 0.5) / F)`` for k = 0..num_terms-1 (a level change, a spectral tilt and
+    broader bumps), each ``c_bk`` uniform in ``[-max_db, max_db]`` dB, returned in the natural-log energy units of
+    :func:`fbank` (1 dB = ln(10) / 10). It imitates the timbre, spectral-tilt and channel differences between
+    speakers and microphones at the cost of one addition.
+
+    Args:
+        batch: B.
+        n_bins: F.
+        max_db: largest coefficient, dB.
+        num_terms: cosine terms (1 = level only, 2 adds tilt, ...).
+        generator: random generator; None uses the global one.
+
+    Returns:
+        (B, F) float32 curves on the CPU (move them to the features' device).
+    """
+    if max_db < 0 or num_terms < 1:
+        raise ConfigError(f"random_eq_curves: max_db={max_db} must be >= 0 and num_terms={num_terms} >= 1")
+    coef = (2.0 * torch.rand(batch, num_terms, generator=generator) - 1.0) * (max_db * math.log(10.0) / 10.0)
+    k = torch.arange(num_terms, dtype=torch.float32)[:, None]
+    basis = torch.cos(math.pi * k * (torch.arange(n_bins, dtype=torch.float32)[None, :] + 0.5) / n_bins)
+    return coef @ basis
 
 
 def speed_perturb(wave: Tensor, sample_rate: int, factor: float) -> Tensor:

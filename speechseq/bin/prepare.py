@@ -1,7 +1,7 @@
 """Prepare corpus manifests.
 
     python -m speechseq.bin.prepare synth_en --out data/synth_en --scale tiny [--text FILE] [--num-jobs 2] [--seed 0]
-    python -m speechseq.bin.prepare fsdd --out data/fsdd (--data-dir DIR | --download DEST)
+    python -m speechseq.bin.prepare fsdd --out data/fsdd (--data-dir DIR | --download DEST) [--synth-digits DIR]
     python -m speechseq.bin.prepare librispeech --out data/librispeech --root DIR [--download]
         [--subsets train-clean-100,dev-clean,test-clean]
     python -m speechseq.bin.prepare aishell --out data/aishell --root DIR [--download] [--base-url URL]
@@ -21,10 +21,10 @@ import sys
 from pathlib import Path
 
 from speechseq.data.corpora import aishell
-from speechseq.data.corpora.fsdd import FSDD_URL, download_fsdd, prepare_fsdd
+from speechseq.data.corpora.fsdd import DIGIT_WORDS, FSDD_URL, download_fsdd, prepare_fsdd
 from speechseq.data.corpora.librispeech import BASE_URL, download_librispeech, prepare_librispeech
 from speechseq.data.manifest import Utterance, read_manifest, write_manifest
-from speechseq.data.synthetic import make_corpus, scale_config
+from speechseq.data.synthetic import make_corpus, make_word_set, scale_config
 from speechseq.errors import ManifestError, SpeechseqError
 
 
@@ -46,8 +46,11 @@ def _synth_en(args: argparse.Namespace) -> dict[str, Path]:
 
 def _fsdd(args: argparse.Namespace) -> dict[str, Path]:
     data_dir = args.data_dir if args.download is None else download_fsdd(args.download, args.url or FSDD_URL)
+    extra = ()
+    if args.synth_digits is not None:
+        extra = (make_word_set(args.synth_digits, list(DIGIT_WORDS), num_jobs=args.num_jobs, name="digits"),)
     return prepare_fsdd(data_dir, args.out, test_speakers=_names(args.test_speakers),
-                        dev_speakers=_names(args.dev_speakers))
+                        dev_speakers=_names(args.dev_speakers), extra_train=extra)
 
 
 def _librispeech(args: argparse.Namespace) -> dict[str, Path]:
@@ -97,7 +100,11 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--download", type=Path, metavar="DEST", help="download the release zip into DEST first")
     p.add_argument("--url", default=None, help="release zip URL for --download (default: the pinned tag)")
     p.add_argument("--test-speakers", default=None, help="comma-separated (default: alphabetically last speaker)")
-    p.add_argument("--dev-speakers", default=None, help="comma-separated (default: second last speaker)")
+    p.add_argument("--dev-speakers", default=None,
+                   help="comma-separated (default: none; dev is every 10th training-speaker utterance)")
+    p.add_argument("--synth-digits", default=None, type=Path, metavar="DIR",
+                   help="also train on the ten digits spoken by every installed TTS voice, synthesized into DIR")
+    p.add_argument("--num-jobs", type=int, default=2, help="TTS processes run in parallel (--synth-digits)")
     p.set_defaults(func=_fsdd)
 
     p = sub.add_parser("librispeech", help="LibriSpeech manifests, one per subset")

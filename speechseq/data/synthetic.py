@@ -59,6 +59,12 @@ _FLITE_VOICES = ("kal16", "awb", "rms", "slt")
 _FESTIVAL_VOICES = ("kal_diphone", "cmu_us_slt_arctic_hts")
 _SPEAKER_OF = {"kal": "kal", "kal16": "kal", "kal_diphone": "kal", "slt": "slt", "cmu_us_slt_arctic_hts": "slt",
                "awb": "awb", "awb_time": "awb", "rms": "rms"}
+# (speed_wpm, pitch) variants each flite/festival *train* voice is also rendered with (see train_variants): there
+# are only a few such voices but they are the closest to natural speech, so prosody variants (F0 into the female
+# range, slower and faster speech) give them a larger and more varied share of the training data. festival takes
+# speed only (its voices ignore a pitch target).
+_FLITE_TRAIN_VARIANTS = ((None, None), (160, 140), (190, 185), (150, 225))
+_FESTIVAL_TRAIN_VARIANTS = ((None, None), (150, None), (200, None))
 _FESTIVAL_BATCH = 20  # utterances per festival process (its start-up dominates otherwise)
 _TRIM_MARGIN_S = 0.1
 _TRIM_THRESHOLD_DB = -40.0
@@ -253,6 +259,23 @@ def split_voices(voices: list[Voice], num_dev: int, num_test: int,
         return sorted(vs, key=order.__getitem__)
 
     return ordered(train), ordered(held["dev"]), ordered(held["test"])
+
+
+def train_variants(voices: list[Voice]) -> list[Voice]:
+    """Expand the flite and festival voices of a train split into prosody variants (speed, F0); espeak-ng voices
+    are kept as they are (they already come in many accent/variant/speed/pitch combinations).
+
+    Only ever applied to train voices after :func:`split_voices`, so held-out voices keep their engine defaults and
+    no variant of a held-out speaker reaches train.
+    """
+    out: list[Voice] = []
+    for v in voices:
+        table = {"flite": _FLITE_TRAIN_VARIANTS, "festival": _FESTIVAL_TRAIN_VARIANTS}.get(v.engine)
+        if table is None or v.speed_wpm is not None or v.pitch is not None:
+            out.append(v)
+            continue
+        out += [Voice(v.engine, v.name, speed, pitch) for speed, pitch in table]
+    return out
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -596,6 +619,8 @@ class SynthCorpusConfig:
         max_words: longest sentence kept from a text file, words.
         engines: engines to draw voices from.
         voices: if non-empty, only the voices with these ids (see :attr:`Voice.id`) are used.
+        train_variants: also render the flite/festival train voices with prosody variants
+            (:func:`train_variants`).
     """
 
     num_train: int = 1500
@@ -607,17 +632,18 @@ class SynthCorpusConfig:
     max_words: int = 20
     engines: tuple[str, ...] = ("espeak-ng", "flite", "festival")
     voices: tuple[str, ...] = ()
+    train_variants: bool = True
 
 
 def scale_config(scale: str) -> SynthCorpusConfig:
-    """Preset sizes: ``tiny`` (1500/100/100 utterances, ~1 h of audio, the Quickstart), ``small`` (10k/300/300,
+    """Preset sizes: ``tiny`` (4000/100/100 utterances, ~2.4 h of audio, the Quickstart), ``small`` (10k/300/300,
     ~6 h) and ``full`` (60k/1000/1000, ~35 h); durations are for the built-in grammar (~2 s per utterance).
 
     Raises:
         ConfigError: unknown scale name (the message lists the choices).
     """
     presets = {
-        "tiny": SynthCorpusConfig(num_train=1500, num_dev=100, num_test=100, num_dev_voices=3, num_test_voices=4),
+        "tiny": SynthCorpusConfig(num_train=4000, num_dev=100, num_test=100, num_dev_voices=3, num_test_voices=4),
         "small": SynthCorpusConfig(num_train=10000, num_dev=300, num_test=300, num_dev_voices=4, num_test_voices=5),
         "full": SynthCorpusConfig(num_train=60000, num_dev=1000, num_test=1000, num_dev_voices=5,
                                   num_test_voices=6),
@@ -675,14 +701,16 @@ def make_corpus(out_dir: str | Path, cfg: SynthCorpusConfig, text_file: str | No
     out_dir = Path(out_dir).resolve()
     voices = _select_voices(cfg)
     train_v, dev_v, test_v = split_voices(voices, cfg.num_dev_voices, cfg.num_test_voices, seed)
+    if cfg.train_variants:
+        train_v = train_variants(train_v)
     total = cfg.num_train + cfg.num_dev + cfg.num_test
     if text_file is None:
         pool = generate_sentences(total, seed)
     else:
         pool = load_text_sentences(text_file, max_words=cfg.max_words)
     train_s, dev_s, test_s = split_sentences(pool, cfg.num_train, cfg.num_dev, cfg.num_test, seed)
-    rng = random.Random(seed + 1)
-    plans = {split: _plan_split(split, sents, vs, out_dir / "wav", rng)
+    # one voice-assignment stream per split: the dev/test plans do not move when the train voices change
+    plans = {split: _plan_split(split, sents, vs, out_dir / "wav", random.Random(f"{seed}-{split}"))
              for split, sents, vs in (("train", train_s, train_v), ("dev", dev_s, dev_v), ("test", test_s, test_v))}
 
     durations: dict[str, float] = {}
@@ -836,5 +864,60 @@ def make_connected_alignment_set(out_dir: str | Path, sentences: list[str], voic
     if not utts:
         raise SynthesisError(f"festival {voice.name}: no sentence gave word times matching its text")
     manifest = out / "align.jsonl"
+    write_manifest(manifest, utts)
+    return manifest
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Isolated words (e.g. digits to add voices to FSDD)
+
+
+def make_word_set(out_dir: str | Path, words: list[str], voices: list[Voice] | None = None,
+                  sample_rate: int = 8000, num_jobs: int = 2, name: str = "words") -> Path:
+    """Every word spoken alone by every voice: extra speakers for an isolated-word task such as FSDD digits.
+
+    With the default voices (every installed voice plus the flite/festival prosody variants of
+    :func:`train_variants`, 52 with everything installed) and the ten digits that is 520 utterances. The audio is
+    written at ``sample_rate`` (8 kHz by default, FSDD's band), silence trimmed to 100 ms as in :func:`make_corpus`;
+    existing wavs are kept, so a re-run only reads durations. Only use it where no voice here is a test speaker
+    (FSDD's test speakers are real people).
+
+    Args:
+        out_dir: output folder (``wav/`` and ``<name>.jsonl``).
+        words: texts to speak (one utterance per word and voice).
+        voices: voices to use; default every installed voice with its variants.
+        sample_rate: Hz of the written wavs.
+        num_jobs: engine processes run in parallel.
+        name: manifest file stem.
+
+    Returns:
+        The manifest path; speakers are the voice ids.
+    """
+    out = Path(out_dir).resolve()
+    if voices is None:
+        voices = train_variants(available_voices())
+    if not voices or not words:
+        raise SynthesisError(f"make_word_set: no voices ({len(voices)}) or no words ({len(words)}) to synthesize")
+    plan = [(f"{v.id}-{name}-{i:03d}-{w.replace(' ', '_')}", w, v, out / "wav" / v.id / f"{i:03d}.wav")
+            for v in voices for i, w in enumerate(words)]
+    todo: dict[Voice, list[tuple[str, str, Path]]] = {}
+    durations: dict[str, float] = {}
+    for uid, text, voice, path in plan:
+        if path.exists():
+            num_samples, sr = audio_info(path)
+            durations[uid] = num_samples / sr
+        else:
+            todo.setdefault(voice, []).append((uid, text, path))
+
+    def run(voice: Voice, items: list[tuple[str, str, Path]]) -> list[tuple[str, float]]:
+        secs = synthesize_many([t for _, t, _ in items], voice, [p for _, _, p in items], sample_rate)
+        return [(uid, d) for (uid, _, _), d in zip(items, secs)]
+
+    with ThreadPoolExecutor(max_workers=max(1, num_jobs)) as pool:
+        for done in pool.map(lambda kv: run(*kv), todo.items()):
+            durations.update(done)
+    utts = [Utterance(id=uid, audio=str(path), text=text, duration=round(durations[uid], 4), speaker=voice.id,
+                      language="en") for uid, text, voice, path in plan]
+    manifest = out / f"{name}.jsonl"
     write_manifest(manifest, utts)
     return manifest

@@ -124,15 +124,14 @@ class Recognizer:
             for row, i in enumerate(idx):
                 padded[row, : len(waves[i])] = torch.from_numpy(waves[i])
             padded, lens = padded.to(self.device), lens.to(self.device)
-            hyps = self.model.recognize(padded, lens, method, beam_size)
-            spans = self.model.token_spans(padded, lens, hyps) if word_timestamps else None
+            hyps = self.model.recognize(padded, lens, method, beam_size, spans=word_timestamps)
             shift = self.model.frame_shift_s
-            for row, (i, hyp) in enumerate(zip(idx, hyps)):
+            for i, hyp in zip(idx, hyps):
                 words = token_times = None
-                if spans is not None:
+                if hyp.spans is not None:
                     pieces = [self.tokenizer.id_to_piece(t) for t in hyp.tokens]
-                    words = word_times(spans[row], pieces, shift)
-                    token_times = [TokenTime(p, s.start * shift, s.end * shift) for p, s in zip(pieces, spans[row])]
+                    words = word_times(hyp.spans, pieces, shift)
+                    token_times = [TokenTime(p, s.start * shift, s.end * shift) for p, s in zip(pieces, hyp.spans)]
                 results[i] = Transcript(self.tokenizer.decode(hyp.tokens), hyp.tokens, hyp.score, words, token_times)
         return results  # type: ignore[return-value]
 

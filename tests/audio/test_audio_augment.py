@@ -1,10 +1,10 @@
-"""Augmentation tests: SpecAugment masks, speed perturbation, noise mixing at a target SNR."""
+"""Augmentation tests: SpecAugment masks, VTLP warping, speed perturbation, noise mixing at a target SNR."""
 
 import numpy as np
 import pytest
 import torch
 
-from speechseq.audio.functional import mix_at_snr, spec_augment, speed_perturb
+from speechseq.audio.functional import fbank, mix_at_snr, random_eq_curves, spec_augment, speed_perturb, vtlp_warp
 from speechseq.audio.transforms import SpecAugment, SpecAugmentConfig
 
 
@@ -112,3 +112,59 @@ def test_mix_at_snr_long_noise_and_silence():
     silent = mix_at_snr(torch.zeros(500), noise[0], 0.0)
     assert torch.isfinite(silent).all() and torch.all(silent == 0)
     np.testing.assert_array_equal(mix_at_snr(wave, noise[0], 10.0).shape, wave.shape)
+
+
+def _tone_fbank(freqs_hz: list[float], sample_rate: int = 16000) -> torch.Tensor:
+    t = torch.arange(sample_rate // 2) / sample_rate
+    wave = sum(torch.sin(2 * torch.pi * f * t) for f in freqs_hz) * 3000.0
+    feats, _ = fbank(wave[None], torch.tensor([wave.numel()]), sample_rate=sample_rate, n_mels=80)
+    return feats
+
+
+def test_vtlp_warp_moves_spectral_peaks_like_scaled_frequencies():
+    # a "formant" pattern at 500/1500/2500 Hz warped by 1.12 must look like the pattern at 1.12x those frequencies
+    base = [500.0, 1500.0, 2500.0]
+    feats = _tone_fbank(base)
+    assert torch.equal(vtlp_warp(feats, torch.tensor([1.0]), 16000), feats)
+    for factor in (0.88, 1.12):
+        warped = vtlp_warp(feats, torch.tensor([factor]), 16000)[0].mean(0)
+        target = _tone_fbank([f * factor for f in base])[0].mean(0)
+        peaks = lambda row: sorted(torch.topk(row, 3).indices.tolist())  # noqa: E731
+        moved = [abs(a - b) for a, b in zip(peaks(warped), peaks(target))]
+        assert max(moved) <= 1, (factor, peaks(warped), peaks(target))
+        assert peaks(warped) != peaks(feats[0].mean(0))
+        assert torch.corrcoef(torch.stack([warped, target]))[0, 1] > 0.9
+
+
+def test_vtlp_warp_is_per_item_and_frontend_applies_it_in_training_only():
+    from speechseq.asr.frontend import Frontend, FrontendConfig
+    from speechseq.errors import ConfigError
+
+    feats = _tone_fbank([700.0, 2200.0]).repeat(2, 1, 1)
+    out = vtlp_warp(feats, torch.tensor([1.0, 1.1]), 16000)
+    assert torch.equal(out[0], feats[0]) and not torch.allclose(out[1], feats[1])
+    with pytest.raises(Exception, match="factors"):
+        vtlp_warp(feats, torch.tensor([1.0, -1.0]), 16000)
+    frontend = Frontend(FrontendConfig(vtlp=0.1, specaug_enabled=False))
+    wave = torch.randn(2, 8000)
+    lens = torch.tensor([8000, 8000])
+    frontend.eval()
+    clean, _ = frontend(wave, lens)
+    assert torch.equal(frontend(wave, lens)[0], clean)
+    frontend.train()
+    torch.manual_seed(0)
+    assert not torch.allclose(frontend(wave, lens)[0], clean)
+    with pytest.raises(ConfigError, match="vtlp"):
+        Frontend(FrontendConfig(vtlp=1.5))
+
+
+def test_random_eq_curves_are_smooth_bounded_and_per_item():
+    curves = random_eq_curves(64, 80, 6.0, num_terms=4, generator=torch.Generator().manual_seed(0))
+    assert curves.shape == (64, 80)
+    bound = 4 * 6.0 * np.log(10) / 10  # every cosine term at its largest
+    assert curves.abs().max() <= bound + 1e-5 and curves.abs().max() > 0.3 * bound
+    assert not torch.allclose(curves[0], curves[1])
+    assert curves.diff(dim=1).abs().max() < 0.2 * bound  # smooth: no jumps between neighbouring bins
+    assert torch.equal(random_eq_curves(3, 80, 0.0), torch.zeros(3, 80))
+    level_only = random_eq_curves(5, 80, 3.0, num_terms=1, generator=torch.Generator().manual_seed(1))
+    assert torch.allclose(level_only, level_only[:, :1].expand(-1, 80))

@@ -116,3 +116,21 @@ def test_prepare_cli_fsdd(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     assert re.search(r"test\s+500 utts\s+0\.0\d+ h", capsys.readouterr().out)
     assert main(["fsdd", "--out", str(out), "--data-dir", str(FSDD), "--test-speakers", "nobody"]) == 2
     assert "nobody" in capsys.readouterr().err
+
+
+def test_extra_train_voices_join_train_only(tmp_path: Path) -> None:
+    from speechseq.data.manifest import Utterance, write_manifest
+
+    wav = tmp_path / "x.wav"
+    sf.write(str(wav), np.zeros(800), 8000, subtype="PCM_16")
+    extra = tmp_path / "digits.jsonl"
+    write_manifest(extra, [Utterance(id=f"tts-{w}", audio=str(wav), text=w, duration=0.1, speaker="flite-awb")
+                           for w in WORDS])
+    manifests = prepare_fsdd(FSDD, tmp_path / "out", extra_train=(extra,))
+    train = read_manifest(manifests["train"])
+    assert len(train) == 1360 and {u.speaker for u in train} == {"fsdd_jackson", "fsdd_nicolas", "fsdd_theo",
+                                                                 "flite-awb"}
+    assert "flite-awb" not in {u.speaker for p in (manifests["dev"], manifests["test"]) for u in read_manifest(p)}
+    write_manifest(extra, [Utterance(id="bad", audio=str(wav), text="one", duration=0.1, speaker="fsdd_yweweler")])
+    with pytest.raises(ConfigError, match="fsdd_yweweler"):
+        prepare_fsdd(FSDD, tmp_path / "out", extra_train=(extra,))

@@ -21,10 +21,12 @@ from speechseq.data.synthetic import (
     load_text_sentences,
     make_connected_alignment_set,
     make_corpus,
+    make_word_set,
     scale_config,
     split_sentences,
     split_voices,
     synthesize,
+    train_variants,
     trim_silence,
 )
 from speechseq.errors import ConfigError
@@ -150,7 +152,7 @@ def test_synthesize_errors_name_engine_and_voice(tmp_path: Path) -> None:
 
 def test_scale_config() -> None:
     tiny = scale_config("tiny")
-    assert (tiny.num_train, tiny.num_dev, tiny.num_test) == (1500, 100, 100)
+    assert (tiny.num_train, tiny.num_dev, tiny.num_test) == (4000, 100, 100) and tiny.train_variants
     assert scale_config("small").num_train == 10000 and scale_config("full").num_train == 60000
     with pytest.raises(ConfigError, match="tiny, small, full"):
         scale_config("huge")
@@ -198,7 +200,7 @@ def test_prepare_cli_synth_tiny(tmp_path: Path, capsys: pytest.CaptureFixture[st
 
     assert main(["synth_en", "--out", str(tmp_path), "--scale", "tiny", "--num-jobs", "2"]) == 0
     out = capsys.readouterr().out
-    assert re.search(r"train\s+1500 utts", out) and re.search(r"test\s+100 utts", out)
+    assert re.search(r"train\s+4000 utts", out) and re.search(r"test\s+100 utts", out)
 
 
 def test_connected_alignment_set_has_festival_word_times(tmp_path: Path, voices: list[Voice]) -> None:
@@ -217,3 +219,43 @@ def test_connected_alignment_set_has_festival_word_times(tmp_path: Path, voices:
         assert sr == 16000 and abs(len(wave) / sr - u.duration) < 1e-3
     with pytest.raises(SynthesisError, match="needs a festival voice"):
         make_connected_alignment_set(tmp_path, texts, next(v for v in voices if v.engine == "flite"))
+
+
+def test_train_variants_expand_only_flite_and_festival(voices: list[Voice]) -> None:
+    train, dev, test = split_voices(voices, 3, 4)
+    expanded = train_variants(train)
+    assert [v for v in expanded if v.engine == "espeak-ng"] == [v for v in train if v.engine == "espeak-ng"]
+    for v in train:
+        if v.engine != "espeak-ng":
+            variants = [x for x in expanded if (x.engine, x.name) == (v.engine, v.name)]
+            assert v in variants and len(variants) >= 3 and len(set(variants)) == len(variants)
+            assert all(x.speaker == v.speaker for x in variants)
+            assert v.engine == "flite" or all(x.pitch is None for x in variants)  # festival takes no pitch
+    held = {v.speaker for v in dev + test}
+    assert not {v.speaker for v in expanded} & held
+
+
+def test_make_corpus_train_variants_leave_dev_and_test_unchanged(tmp_path: Path, voices: list[Voice]) -> None:
+    chosen = [v for v in voices if v.engine == "espeak-ng"][:2] + [v for v in voices if v.engine == "flite"][:2]
+    base = dict(num_train=8, num_dev=2, num_test=2, num_dev_voices=1, num_test_voices=1,
+                voices=tuple(v.id for v in chosen))
+    plain = make_corpus(tmp_path / "plain", SynthCorpusConfig(**base, train_variants=False), num_jobs=2)
+    varied = make_corpus(tmp_path / "varied", SynthCorpusConfig(**base), num_jobs=2)
+    strip = lambda path: [(u.text, u.speaker) for u in read_manifest(path)]  # noqa: E731
+    assert strip(plain["dev"]) == strip(varied["dev"]) and strip(plain["test"]) == strip(varied["test"])
+    assert len({u.speaker for u in read_manifest(varied["train"])}) > len({u.speaker for u in
+                                                                          read_manifest(plain["train"])})
+
+
+def test_make_word_set_every_voice_says_every_word(tmp_path: Path, voices: list[Voice]) -> None:
+    chosen = [v for v in voices if v.engine == "espeak-ng"][:1] + [Voice("flite", "kal16", 150, 225)]
+    manifest = make_word_set(tmp_path, ["seven", "two"], chosen, sample_rate=8000, name="digits")
+    utts = read_manifest(manifest)
+    assert manifest.name == "digits.jsonl" and len(utts) == 4
+    assert {(u.speaker, u.text) for u in utts} == {(v.id, w) for v in chosen for w in ("seven", "two")}
+    for u in utts:
+        info = sf.info(u.audio)
+        assert info.samplerate == 8000 and abs(info.frames / 8000 - u.duration) < 1e-3 and 0.2 < u.duration < 2.0
+    mtimes = [Path(u.audio).stat().st_mtime_ns for u in utts]
+    assert read_manifest(make_word_set(tmp_path, ["seven", "two"], chosen, name="digits")) == utts
+    assert [Path(u.audio).stat().st_mtime_ns for u in utts] == mtimes

@@ -51,6 +51,22 @@ def test_load_asr_decodes_with_every_method_and_times_words(trained, fsdd_tiny):
         asr.transcribe(audio[0], method="nope")
 
 
+def test_recognize_spans_from_one_pass_equal_token_spans(trained, fsdd_tiny):
+    from speechseq.audio.io import load_audio
+
+    kind, exp = trained
+    model = speechseq.load_asr(exp).model
+    audio = [line.split('"audio": "')[1].split('"')[0] for line in fsdd_tiny["dev"].read_text().splitlines()][:4]
+    waves = [torch.from_numpy(load_audio(a, 16000)[0]) for a in audio]
+    lens = torch.tensor([len(w) for w in waves])
+    batch = torch.nn.utils.rnn.pad_sequence(waves, batch_first=True)
+    for method in ("greedy",) if kind == "paraformer" else ("greedy", "beam"):
+        hyps = model.recognize(batch, lens, method, 3, spans=True)
+        assert all(h.spans is not None for h in hyps)
+        assert [h.spans for h in hyps] == model.token_spans(batch, lens, hyps)
+        assert all(h.spans is None for h in model.recognize(batch, lens, method, 3))
+
+
 def test_mwer_fine_tuning_starts_from_the_trained_weights(tmp_path, fsdd_tiny):
     base = tmp_path / "base"
     train_asr(debug_config("paraformer", ["train.max_steps=10"]), base, fsdd_tiny["train"], device="cpu")

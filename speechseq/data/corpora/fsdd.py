@@ -33,7 +33,7 @@ from speechseq.data.manifest import Utterance, read_manifest, write_manifest
 from speechseq.errors import ConfigError, ManifestError, SpeechseqError
 
 FSDD_URL = "https://github.com/Jakobovski/free-spoken-digit-dataset/archive/refs/tags/v1.0.10.zip"
-_DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 _NAME = re.compile(r"^(\d)_([A-Za-z]+)_(\d+)\.wav$")
 
 
@@ -55,7 +55,7 @@ def _from_recordings(recordings: Path) -> list[Utterance]:
     for (speaker, digit, index), wav in sorted(keyed):
         num_samples, sample_rate = audio_info(wav)
         utts.append(Utterance(id=f"fsdd_{digit}_{speaker}_{index}", audio=str(wav.resolve()),
-                              text=_DIGIT_WORDS[digit], duration=round(num_samples / sample_rate, 4),
+                              text=DIGIT_WORDS[digit], duration=round(num_samples / sample_rate, 4),
                               speaker=f"fsdd_{speaker}", language="en", extra={"sample_rate": sample_rate}))
     return utts
 
@@ -72,7 +72,8 @@ def _resolve_speakers(names: tuple[str, ...], speakers: list[str], what: str) ->
 
 
 def prepare_fsdd(data_dir: str | Path, out_dir: str | Path, test_speakers: tuple[str, ...] | None = None,
-                 dev_speakers: tuple[str, ...] | None = None) -> dict[str, Path]:
+                 dev_speakers: tuple[str, ...] | None = None,
+                 extra_train: tuple[str | Path, ...] = ()) -> dict[str, Path]:
     """Write speaker-disjoint ``out_dir/{train,dev,test}.jsonl`` manifests for FSDD.
 
     Args:
@@ -80,6 +81,8 @@ def prepare_fsdd(data_dir: str | Path, out_dir: str | Path, test_speakers: tuple
         out_dir: where the manifests go.
         test_speakers: speakers held out for test (``theo`` or ``fsdd_theo``); default the alphabetically last.
         dev_speakers: speakers held out for dev; default none: dev is every 10th utterance of the training speakers.
+        extra_train: manifests appended to train (e.g. synthetic digits from
+            :func:`speechseq.data.synthetic.make_word_set`); their speakers must not be FSDD speakers.
 
     Returns:
         ``{"train": out_dir/train.jsonl, "dev": ..., "test": ...}``.
@@ -120,6 +123,12 @@ def prepare_fsdd(data_dir: str | Path, out_dir: str | Path, test_speakers: tuple
             split = "dev" if dev_speakers is None and train_count % 10 == 9 else "train"
             train_count += 1
         splits[split].append(u if u.language else dataclasses.replace(u, language="en"))
+    for path in extra_train:
+        extra = read_manifest(path)
+        clash = sorted({u.speaker for u in extra} & set(speakers))
+        if clash:
+            raise ConfigError(f"{path}: speakers {clash} are FSDD speakers; extra training data must be other voices")
+        splits["train"] += extra
     manifests = {}
     for split, items in splits.items():
         manifests[split] = out_dir / f"{split}.jsonl"
