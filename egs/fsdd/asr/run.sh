@@ -2,16 +2,19 @@
 # Conformer ASR (--model ctc | paraformer | aed) on the Free Spoken Digit Dataset (real speakers, 8 kHz upsampled to 16 kHz), speaker-disjoint split.
 #   egs/fsdd/asr/run.sh --data-dir ../shared/data/fsdd     # a local copy
 #   egs/fsdd/asr/run.sh --download downloads/fsdd          # fetch the public release (needs internet)
+#   egs/fsdd/asr/run.sh --no-synth-digits                  # FSDD speakers only (default: training also gets the ten
+#                                                          # digits spoken by every installed TTS voice, at 8 kHz)
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(cd "$here/../../.." && pwd)
-data_dir=""; download=""; model=ctc
+data_dir=""; download=""; model=ctc; synth_digits=1
 args=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --data-dir) data_dir=$(realpath "$2"); shift 2 ;;
     --model) model=$2; shift 2 ;;
     --download) download=$(realpath -m "$2"); shift 2 ;;
+    --no-synth-digits) synth_digits=0; shift ;;
     *) args+=("$1"); shift ;;
   esac
 done
@@ -24,5 +27,6 @@ case "$model" in ctc|paraformer|aed) ;; *) echo "unknown --model $model (ctc, pa
 export exp=${exp:-$here/exp/$model}
 export config=${config:-$root/recipes/conf/asr/${model}_fsdd.yaml}
 src="--data-dir $data_dir"; [ -n "$download" ] && src="--download $download"
+[ "$synth_digits" = 1 ] && src="$src --synth-digits $data/synth_digits"
 export prepare_cmd="python -m speechseq.bin.prepare fsdd --out $data $src"
 exec "$root/recipes/asr.sh" "${args[@]}"
