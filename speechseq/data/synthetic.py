@@ -667,8 +667,44 @@ def _select_voices(cfg: SynthCorpusConfig) -> list[Voice]:
     return voices
 
 
+PlanItem = tuple[str, str, Voice, Path]  # (utterance id, text, voice, wav path)
+
+
+def _synthesize_plan(plan: list[PlanItem], sample_rate: int, num_jobs: int) -> dict[str, float]:
+    """Synthesize the wavs of ``plan`` that do not exist yet (``num_jobs`` engine processes at a time); returns every
+    utterance's duration in seconds (read from the file for wavs already there)."""
+    durations: dict[str, float] = {}
+    todo: dict[Voice, list[tuple[str, str, Path]]] = {}
+    for uid, text, voice, path in plan:
+        if path.exists():
+            num_samples, sr = audio_info(path)
+            durations[uid] = num_samples / sr
+        else:
+            todo.setdefault(voice, []).append((uid, text, path))
+    jobs: list[tuple[Voice, list[tuple[str, str, Path]]]] = []
+    for voice, items in todo.items():
+        size = _FESTIVAL_BATCH if voice.engine == "festival" else 1
+        jobs += [(voice, items[k:k + size]) for k in range(0, len(items), size)]
+
+    def run(job: tuple[Voice, list[tuple[str, str, Path]]]) -> list[tuple[str, float]]:
+        voice, items = job
+        secs = synthesize_many([t for _, t, _ in items], voice, [p for _, _, p in items], sample_rate)
+        return [(uid, d) for (uid, _, _), d in zip(items, secs)]
+
+    # festival batches first: they are the longest jobs, so they do not straggle at the end
+    jobs.sort(key=lambda job: -len(job[1]))
+    with ThreadPoolExecutor(max_workers=max(1, num_jobs)) as pool_exec, \
+            tqdm(total=sum(len(items) for _, items in jobs), desc="synthesize", unit="utt") as bar:
+        futures = [pool_exec.submit(run, job) for job in jobs]
+        for future in as_completed(futures):
+            done = future.result()
+            durations.update(done)
+            bar.update(len(done))
+    return durations
+
+
 def _plan_split(split: str, sentences: list[str], voices: list[Voice], wav_dir: Path,
-                rng: random.Random) -> list[tuple[str, str, Voice, Path]]:
+                rng: random.Random) -> list[PlanItem]:
     """(id, text, voice, wav path) per utterance; voices are used round-robin in a shuffled order."""
     order = list(voices)
     plan = []
@@ -713,34 +749,7 @@ def make_corpus(out_dir: str | Path, cfg: SynthCorpusConfig, text_file: str | No
     plans = {split: _plan_split(split, sents, vs, out_dir / "wav", random.Random(f"{seed}-{split}"))
              for split, sents, vs in (("train", train_s, train_v), ("dev", dev_s, dev_v), ("test", test_s, test_v))}
 
-    durations: dict[str, float] = {}
-    jobs: list[tuple[Voice, list[tuple[str, str, Path]]]] = []
-    for plan in plans.values():
-        todo: dict[Voice, list[tuple[str, str, Path]]] = {}
-        for uid, text, voice, path in plan:
-            if path.exists():
-                num_samples, sr = audio_info(path)
-                durations[uid] = num_samples / sr
-            else:
-                todo.setdefault(voice, []).append((uid, text, path))
-        for voice, items in todo.items():
-            size = _FESTIVAL_BATCH if voice.engine == "festival" else 1
-            jobs += [(voice, items[k:k + size]) for k in range(0, len(items), size)]
-
-    def run(job: tuple[Voice, list[tuple[str, str, Path]]]) -> list[tuple[str, float]]:
-        voice, items = job
-        secs = synthesize_many([t for _, t, _ in items], voice, [p for _, _, p in items], cfg.sample_rate)
-        return [(uid, d) for (uid, _, _), d in zip(items, secs)]
-
-    # festival batches first: they are the longest jobs, so they do not straggle at the end
-    jobs.sort(key=lambda job: -len(job[1]))
-    with ThreadPoolExecutor(max_workers=max(1, num_jobs)) as pool_exec, \
-            tqdm(total=sum(len(items) for _, items in jobs), desc="synthesize", unit="utt") as bar:
-        futures = [pool_exec.submit(run, job) for job in jobs]
-        for future in as_completed(futures):
-            done = future.result()
-            durations.update(done)
-            bar.update(len(done))
+    durations = _synthesize_plan([item for plan in plans.values() for item in plan], cfg.sample_rate, num_jobs)
 
     manifests: dict[str, Path] = {}
     for split, plan in plans.items():
@@ -900,22 +909,7 @@ def make_word_set(out_dir: str | Path, words: list[str], voices: list[Voice] | N
         raise SynthesisError(f"make_word_set: no voices ({len(voices)}) or no words ({len(words)}) to synthesize")
     plan = [(f"{v.id}-{name}-{i:03d}-{w.replace(' ', '_')}", w, v, out / "wav" / v.id / f"{i:03d}.wav")
             for v in voices for i, w in enumerate(words)]
-    todo: dict[Voice, list[tuple[str, str, Path]]] = {}
-    durations: dict[str, float] = {}
-    for uid, text, voice, path in plan:
-        if path.exists():
-            num_samples, sr = audio_info(path)
-            durations[uid] = num_samples / sr
-        else:
-            todo.setdefault(voice, []).append((uid, text, path))
-
-    def run(voice: Voice, items: list[tuple[str, str, Path]]) -> list[tuple[str, float]]:
-        secs = synthesize_many([t for _, t, _ in items], voice, [p for _, _, p in items], sample_rate)
-        return [(uid, d) for (uid, _, _), d in zip(items, secs)]
-
-    with ThreadPoolExecutor(max_workers=max(1, num_jobs)) as pool:
-        for done in pool.map(lambda kv: run(*kv), todo.items()):
-            durations.update(done)
+    durations = _synthesize_plan(plan, sample_rate, num_jobs)
     utts = [Utterance(id=uid, audio=str(path), text=text, duration=round(durations[uid], 4), speaker=voice.id,
                       language="en") for uid, text, voice, path in plan]
     manifest = out / f"{name}.jsonl"
