@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
@@ -16,7 +19,8 @@ from speechseq.data.corpora.fsdd import download_fsdd, prepare_fsdd
 from speechseq.data.manifest import read_manifest
 from speechseq.errors import ConfigError, ManifestError
 
-FSDD = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "fsdd"
+ROOT = Path(__file__).resolve().parents[2]
+FSDD = ROOT.parent / "shared" / "data" / "fsdd"
 WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
 
 
@@ -134,3 +138,24 @@ def test_extra_train_voices_join_train_only(tmp_path: Path) -> None:
     write_manifest(extra, [Utterance(id="bad", audio=str(wav), text="one", duration=0.1, speaker="fsdd_yweweler")])
     with pytest.raises(ConfigError, match="fsdd_yweweler"):
         prepare_fsdd(FSDD, tmp_path / "out", extra_train=(extra,))
+
+
+@pytest.mark.parametrize("synth", [True, False])
+def test_run_sh_stage0_with_and_without_synthetic_digits(tmp_path: Path, synth: bool) -> None:
+    env = {**os.environ, "data": str(tmp_path / "data"), "exp": str(tmp_path / "exp"),
+           "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    flags = [] if synth else ["--no-synth-digits"]
+    proc = subprocess.run([str(ROOT / "egs/fsdd/asr/run.sh"), "--data-dir", str(FSDD), *flags, "--stage", "0",
+                           "--stop-stage", "0"], env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    train = read_manifest(tmp_path / "data" / "train.jsonl")
+    synthetic = [u for u in train if not u.speaker.startswith("fsdd_")]
+    assert len(train) == 1350 + len(synthetic)
+    if synth:  # every installed voice (espeak-ng, flite, festival + variants) says every digit, at 8 kHz
+        assert len(synthetic) >= 250 and len(synthetic) % 10 == 0
+        assert {u.text for u in synthetic} == set(WORDS)
+        assert {u.speaker.split("-")[0] for u in synthetic} == {"espeak", "flite", "festival"}
+        assert sf.info(synthetic[0].audio).samplerate == 8000
+    else:
+        assert not synthetic
+    assert {u.speaker for u in read_manifest(tmp_path / "data" / "test.jsonl")} == {"fsdd_yweweler"}
