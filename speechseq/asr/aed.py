@@ -140,8 +140,12 @@ class AedModel(nn.Module):
         logp = self.out(y[:, -1]).float().log_softmax(-1)
         return logp, DecoderState(state.memory_kv, state.memory_mask, cache, state.offset + 1)
 
-    def _max_len(self, hidden_lens: Tensor) -> int:
-        return max(1, int(math.ceil(float(hidden_lens.max()) * self.cfg.max_len_ratio)))
+    def _max_lens(self, hidden_lens: Tensor, max_len: int | None) -> Tensor:
+        """(B,) token budget per item: ``max_len`` for all, else ``max_len_ratio`` x the item's own encoder frames
+        (per item, so that a hypothesis never depends on the other utterances of its batch)."""
+        if max_len is not None:
+            return torch.full_like(hidden_lens, max_len)
+        return (hidden_lens.double() * self.cfg.max_len_ratio).ceil().long().clamp(min=1)
 
     @torch.no_grad()
     def recognize(self, waves: Tensor, wave_lens: Tensor, method: str = "greedy", beam_size: int | None = None,
@@ -150,14 +154,14 @@ class AedModel(nn.Module):
 
         ``spans``: also align every hypothesis with the encoder's CTC head (same encoder pass). ``min_len``/
         ``max_len`` bound the tokens decoded (<eos> is forbidden before min_len; default max_len: ``max_len_ratio``
-        x encoder frames).
+        x the utterance's encoder frames).
         """
         enc = self.ctc(waves, wave_lens)
-        max_len = max_len or self._max_len(enc.lens)
+        max_lens = self._max_lens(enc.lens, max_len)
         if method == "greedy":
-            hyps = self.greedy_search(enc.hidden, enc.lens, min_len, max_len)
+            hyps = self.greedy_search(enc.hidden, enc.lens, min_len, max_lens)
         elif method == "beam":
-            hyps = self.beam_search(enc.hidden, enc.lens, beam_size or self.cfg.beam_size, min_len, max_len,
+            hyps = self.beam_search(enc.hidden, enc.lens, beam_size or self.cfg.beam_size, min_len, max_lens,
                                     enc.log_probs)
         else:
             raise ValueError(f"unknown AED decoding method {method!r} (choices: greedy, beam)")
@@ -170,14 +174,18 @@ class AedModel(nn.Module):
             logp[:, EOS_ID] = NEG
         return logp
 
-    def greedy_search(self, hidden: Tensor, hidden_lens: Tensor, min_len: int, max_len: int) -> list[Hypothesis]:
+    def greedy_search(self, hidden: Tensor, hidden_lens: Tensor, min_len: int, max_lens: Tensor) -> list[Hypothesis]:
+        """Batched greedy search; item b stops at <eos> or after ``max_lens[b]`` tokens."""
         b = hidden.shape[0]
         state = self.init_state(hidden, hidden_lens)
         last = torch.full((b,), BOS_ID, dtype=torch.long, device=hidden.device)
         done = torch.zeros(b, dtype=torch.bool, device=hidden.device)
         scores = torch.zeros(b, device=hidden.device)
         out: list[list[int]] = [[] for _ in range(b)]
-        for t in range(max_len):
+        for t in range(int(max_lens.max())):
+            done |= t >= max_lens  # out of budget: ends here, as if the search had stopped
+            if bool(done.all()):
+                break
             logp, state = self.step(last, state)
             best, last = self._mask_special(logp, t, min_len).max(-1)
             scores += torch.where(done, 0.0, best)
@@ -188,8 +196,10 @@ class AedModel(nn.Module):
                 break
         return [Hypothesis(out[i], [-1] * len(out[i]), float(scores[i])) for i in range(b)]
 
-    def beam_search(self, hidden: Tensor, hidden_lens: Tensor, beam_size: int, min_len: int, max_len: int,
+    def beam_search(self, hidden: Tensor, hidden_lens: Tensor, beam_size: int, min_len: int, max_lens: Tensor,
                     ctc_log_probs: Tensor | None = None) -> list[Hypothesis]:
+        """Batched beam search; item b's hypotheses stop at <eos> or after ``max_lens[b]`` tokens (a stopped
+        hypothesis keeps its score and length, so an item decodes the same alone or in any batch)."""
         b, k, v = hidden.shape[0], beam_size, self.vocab_size
         dev = hidden.device
         n = b * k
@@ -203,7 +213,11 @@ class AedModel(nn.Module):
         if use_ctc:
             ctc = CtcPrefixScorer(ctc_log_probs.repeat_interleave(k, 0), hidden_lens.repeat_interleave(k, 0))
             ctc_state = ctc.initial_state()
-        for t in range(max_len):
+        row_max = max_lens.repeat_interleave(k, 0)
+        for t in range(int(max_lens.max())):
+            capped = ~ended & (t >= row_max)  # out of budget: frozen like a finished hypothesis, length unchanged
+            if bool((ended | capped).all()):
+                break
             logp, state = self.step(tokens[:, -1], state)
             logp = self._mask_special(logp, t, min_len)
             if use_ctc:
@@ -215,8 +229,9 @@ class AedModel(nn.Module):
                 mixed.scatter_(1, cand, (1 - lam) * logp.gather(1, cand) + lam * ctc_scores)
                 logp = mixed
             # a finished hypothesis may only "emit" <eos> again, at no cost
-            logp = torch.where(ended[:, None], torch.full_like(logp, NEG), logp)
-            logp[:, EOS_ID] = torch.where(ended, torch.zeros_like(logp[:, EOS_ID]), logp[:, EOS_ID])
+            frozen = ended | capped
+            logp = torch.where(frozen[:, None], torch.full_like(logp, NEG), logp)
+            logp[:, EOS_ID] = torch.where(frozen, torch.zeros_like(logp[:, EOS_ID]), logp[:, EOS_ID])
             total = (scores.view(n, 1) + logp).view(b, k * v)
             scores, flat = total.topk(k, dim=-1)  # (B, K)
             src = (flat // v + torch.arange(b, device=dev)[:, None] * k).view(n)
@@ -225,7 +240,7 @@ class AedModel(nn.Module):
             state = state.select(src)
             if use_ctc:
                 ctc_state = ctc.select(ctc_next, src, (flat % v).view(n), cand[src])
-            was_ended = ended[src]
+            was_ended = ended[src] | capped[src]
             lengths = lengths[src] + (~was_ended).float()
             ended = was_ended | (tok == EOS_ID)
             if bool(ended.all()):

@@ -75,6 +75,25 @@ def test_batched_decoding_equals_one_by_one(method, beam_size):
         assert 3 <= len(alone.tokens) <= 10
 
 
+@pytest.mark.parametrize("method,beam_size,ctc_weight", [("greedy", 1, 0.0), ("beam", 4, 0.0), ("beam", 4, 0.3)])
+def test_default_token_budget_is_per_utterance(method, beam_size, ctc_weight):
+    # without max_len every utterance may decode max_len_ratio x its own encoder frames: a hypothesis that never
+    # ends (an untrained decoder here, a repetition loop in a trained one) must stop at the same length alone and
+    # in a batch with longer utterances
+    model = tiny_aed(max_len_ratio=0.25, decode_ctc_weight=ctc_weight)
+    waves, lens = batch()
+    budgets = (model.ctc(waves, lens).lens.double() * 0.25).ceil().long().tolist()
+    assert len(set(budgets)) == 3
+    together = model.recognize(waves, lens, method, beam_size=beam_size, min_len=2)
+    for i in range(3):
+        n = int(lens[i])
+        alone = model.recognize(waves[i : i + 1, :n], lens[i : i + 1], method, beam_size=beam_size, min_len=2)[0]
+        assert alone.tokens == together[i].tokens
+        assert alone.score == pytest.approx(together[i].score, abs=1e-3)
+        assert 2 <= len(alone.tokens) <= budgets[i]
+    assert any(len(h.tokens) == budget for h, budget in zip(together, budgets))
+
+
 def test_wider_beam_finds_a_score_at_least_as_good():
     model = tiny_aed(length_norm=False)
     waves, lens = batch()
