@@ -192,8 +192,6 @@ class AedModel(nn.Module):
             for i in (~done & (last != EOS_ID)).nonzero().squeeze(1).tolist():
                 out[i].append(int(last[i]))
             done |= last == EOS_ID
-            if bool(done.all()):
-                break
         return [Hypothesis(out[i], [-1] * len(out[i]), float(scores[i])) for i in range(b)]
 
     def beam_search(self, hidden: Tensor, hidden_lens: Tensor, beam_size: int, min_len: int, max_lens: Tensor,
@@ -243,8 +241,6 @@ class AedModel(nn.Module):
             was_ended = ended[src] | capped[src]
             lengths = lengths[src] + (~was_ended).float()
             ended = was_ended | (tok == EOS_ID)
-            if bool(ended.all()):
-                break
         final = scores.view(n) / lengths.clamp(min=1) if self.cfg.length_norm else scores.view(n)
         best = final.view(b, k).argmax(-1) + torch.arange(b, device=dev) * k
         out = []

@@ -1,4 +1,4 @@
-"""ASR front end shared by every ASR model: waveform -> log-mel fbank -> (training: VTLP warp) -> global
+"""ASR front end shared by every ASR model: waveform -> log-mel fbank -> (training: VTLP warp, random EQ) -> global
 mean/variance norm -> (training: SpecAugment).
 
 Global (corpus-level) statistics, not per-utterance CMVN: they are fixed buffers, so streaming and offline see the
@@ -14,8 +14,8 @@ import torch
 from torch import Tensor, nn
 
 from speechseq.audio.functional import random_eq_curves, vtlp_warp
-from speechseq.errors import ConfigError
 from speechseq.audio.transforms import Fbank, FbankConfig, SpecAugment, SpecAugmentConfig
+from speechseq.errors import ConfigError
 
 
 @dataclass

@@ -114,8 +114,9 @@ def mel_filterbank(n_fft: int, n_mels: int, sample_rate: int, low_freq: float, h
     return _mel_filterbank_cached(n_fft, n_mels, sample_rate, float(low_freq), float(high_freq)).clone()
 
 
-@functools.lru_cache(maxsize=16)
-def _mel_filterbank_cached(n_fft: int, n_mels: int, sample_rate: int, low_freq: float, high_freq: float) -> Tensor:
+def _mel_edges(n_mels: int, sample_rate: int, low_freq: float, high_freq: float) -> Tensor:
+    """(F + 2,) float64 mel-scale triangle edges, evenly spaced: bin m spans edges[m]..edges[m + 2], centre
+    edges[m + 1]. ``high_freq <= 0`` means nyquist + high_freq."""
     nyquist = 0.5 * sample_rate
     if high_freq <= 0.0:
         high_freq = nyquist + high_freq
@@ -129,7 +130,12 @@ def _mel_filterbank_cached(n_fft: int, n_mels: int, sample_rate: int, low_freq: 
     mel_low = _mel(torch.tensor(low_freq, dtype=torch.float64))
     mel_high = _mel(torch.tensor(high_freq, dtype=torch.float64))
     delta = (mel_high - mel_low) / (n_mels + 1)
-    edges = mel_low + delta * torch.arange(n_mels + 2, dtype=torch.float64)  # left edge of bin m is edges[m]
+    return mel_low + delta * torch.arange(n_mels + 2, dtype=torch.float64)
+
+
+@functools.lru_cache(maxsize=16)
+def _mel_filterbank_cached(n_fft: int, n_mels: int, sample_rate: int, low_freq: float, high_freq: float) -> Tensor:
+    edges = _mel_edges(n_mels, sample_rate, low_freq, high_freq)  # left edge of bin m is edges[m]
     left, center, right = edges[:-2], edges[1:-1], edges[2:]
     bin_mel = _mel(torch.arange(n_fft // 2, dtype=torch.float64) * (sample_rate / n_fft))[:, None]  # (n_fft/2, 1)
     up = (bin_mel - left) / (center - left)
@@ -354,12 +360,9 @@ def vtlp_warp(feats: Tensor, factors: Tensor, sample_rate: int, low_freq: float 
     if factors.shape != feats.shape[:1] or bool((factors <= 0).any()):
         raise AudioError(f"vtlp_warp: factors must be ({feats.shape[0]},) and positive, got {tuple(factors.shape)}")
     n_bins = feats.shape[-1]
-    if high_freq <= 0.0:
-        high_freq = 0.5 * sample_rate + high_freq
-    mel_low = _mel(torch.tensor(low_freq, dtype=torch.float64))
-    delta = (_mel(torch.tensor(high_freq, dtype=torch.float64)) - mel_low) / (n_bins + 1)
-    centre_mel = mel_low + delta * torch.arange(1, n_bins + 1, dtype=torch.float64)
-    centre_hz = 700.0 * torch.expm1(centre_mel / 1127.0)  # inverse of _mel
+    edges = _mel_edges(n_bins, sample_rate, low_freq, high_freq)
+    mel_low, delta = edges[0], edges[1] - edges[0]
+    centre_hz = 700.0 * torch.expm1(edges[1:-1] / 1127.0)  # inverse of _mel
     source_hz = centre_hz[None, :] / factors.detach().to("cpu", torch.float64)[:, None]  # (B, F)
     pos = ((_mel(source_hz) - mel_low) / delta - 1.0).clamp(0.0, n_bins - 1.0)  # fractional source bin
     lo = pos.floor().to(torch.int64).clamp(max=n_bins - 2) if n_bins > 1 else pos.floor().to(torch.int64)
