@@ -1,15 +1,19 @@
 #!/usr/bin/env bash
 # Shared ASR recipe stages, called by egs/<corpus>/asr/run.sh after it sets the corpus variables.
 #   0 prepare data        (runs $prepare_cmd, which writes $data/{train,dev,<tests>}.jsonl)
-#   1 tokenizer           (SentencePiece on the training transcripts -> $exp/tokenizer.model)
+#   1 tokenizer, LM       (SentencePiece on the training transcripts -> $exp/tokenizer.model; CTC models also get a
+#                          token n-gram LM on the same transcripts -> $exp/lm.arpa, --lm-order 0 skips it)
 #   2 train               (python -m speechseq.bin.train; resumes from $exp/checkpoints)
 #   3 MWER fine-tuning    (Paraformer only: --mwer-steps from $exp into $exp/mwer; skipped for CTC and AED)
 #   4 decode              (each model x test set x decode method -> <model>/decode_<set>_<method>/summary.json)
 #   5 score               (prints the WER table, also written to $exp/RESULTS.md)
 # The model kind (ctc, paraformer, aed) comes from the config; decode methods default to "greedy beam" (CTC: prefix
-# beam; AED: beam search) and "greedy" for Paraformer.
+# beam; AED: beam search) and "greedy" for Paraformer; CTC adds "beam_lm" (prefix beam with the n-gram LM fused at
+# --lm-weight, --lm-bonus per token) when it has an LM.
 # Options (--name value): --stage --stop-stage --force --config --exp --data --train-set --dev-set --test-sets
 #   --decode-methods --beam-size --device --nproc --train-args "key=value ..." --mwer-steps N --mwer-args "..."
+#   --lm-order N --lm-weight W --lm-bonus B --init MODEL_DIR (fine-tune a trained model: stage 1 takes its tokenizer,
+#   stage 2 starts from its weights; the config must describe the same architecture, e.g. config=MODEL_DIR/config.yaml)
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 . "$here/lib.sh"
@@ -25,9 +29,11 @@ mwer_steps=${mwer_steps:-300}
 mwer_args=${mwer_args:-"model.paraformer.mwer_weight=0.1 train.lr=0.0002 train.warmup_steps=20 train.schedule=constant"}
 device=${device:-auto}; nproc=${nproc:-1}; train_args=${train_args:-}
 tokenizer_type=${tokenizer_type:-}; vocab_size=${vocab_size:-}
+lm_order=${lm_order:-6}; lm_weight=${lm_weight:-0.6}; lm_bonus=${lm_bonus:-1.5}
+init=${init:-}
 parse_options "$@"
 done_dir=$exp
-stage_names=([0]="prepare data" [1]="tokenizer" [2]="train" [3]="MWER fine-tuning" [4]="decode" [5]="score")
+stage_names=([0]="prepare data" [1]="tokenizer and LM" [2]="train" [3]="MWER fine-tuning" [4]="decode" [5]="score")
 python=${PYTHON:-python}
 # config_value a.b.c: a value of the resolved config (YAML + --train-args overrides)
 config_value() {
@@ -39,6 +45,7 @@ print(v)' "$1"
 kind=$(config_value model.kind)
 if [ -z "$decode_methods" ]; then
   decode_methods="greedy beam"; [ "$kind" = paraformer ] && decode_methods=greedy
+  [ "$kind" = ctc ] && [ "$lm_order" -gt 0 ] && decode_methods="greedy beam beam_lm"
 fi
 models=("$exp"); [ "$kind" = paraformer ] && [ "$mwer_steps" -gt 0 ] && models+=("$exp/mwer")
 decode_device=$device; [ "$decode_device" = auto ] && decode_device=cpu
@@ -52,18 +59,29 @@ fi
 
 if stage 1; then
   [ -f "$data/$train_set.jsonl" ] || die "$data/$train_set.jsonl not found: run stage 0"
-  tok_type=${tokenizer_type:-$(config_value tokenizer.model_type)}
-  tok_size=${vocab_size:-$(config_value tokenizer.vocab_size)}
-  $python -m speechseq.bin.tokenizer --manifest "$data/$train_set.jsonl" --out "$exp" \
-    --model-type "$tok_type" --vocab-size "$tok_size"
+  if [ -n "$init" ]; then
+    [ -f "$init/tokenizer.model" ] || die "--init $init: not a model directory (no tokenizer.model)"
+    cp "$init/tokenizer.model" "$exp/tokenizer.model"
+    log "stage 1: tokenizer of $init"
+  else
+    tok_type=${tokenizer_type:-$(config_value tokenizer.model_type)}
+    tok_size=${vocab_size:-$(config_value tokenizer.vocab_size)}
+    $python -m speechseq.bin.tokenizer --manifest "$data/$train_set.jsonl" --out "$exp" \
+      --model-type "$tok_type" --vocab-size "$tok_size"
+  fi
+  if [ "$kind" = ctc ] && [ "$lm_order" -gt 0 ]; then
+    $python -m speechseq.bin.lm --manifest "$data/$train_set.jsonl" --tokenizer "$exp/tokenizer.model" \
+      --order "$lm_order" --out "$exp/lm.arpa"
+  fi
   mark_done 1
 fi
 
 launcher=($python -m speechseq.bin.train)
 [ "$nproc" -gt 1 ] && launcher=(torchrun --standalone --nproc_per_node "$nproc" -m speechseq.bin.train)
 if stage 2; then
+  start_opts=(--tokenizer "$exp/tokenizer.model"); [ -n "$init" ] && start_opts=(--init "$init")
   "${launcher[@]}" --config "$config" --exp "$exp" --train "$data/$train_set.jsonl" \
-    --dev "$data/$dev_set.jsonl" --tokenizer "$exp/tokenizer.model" --device "$device" $train_args
+    --dev "$data/$dev_set.jsonl" "${start_opts[@]}" --device "$device" $train_args
   mark_done 2
 fi
 
@@ -82,8 +100,13 @@ if stage 4; then
   for model in "${models[@]}"; do
     for set in $test_sets; do
       for method in $decode_methods; do
+        lm_opts=(--method "$method")
+        if [ "$method" = beam_lm ]; then
+          [ -f "$exp/lm.arpa" ] || die "$exp/lm.arpa not found: run stage 1 with --lm-order > 0"
+          lm_opts=(--method beam --lm "$exp/lm.arpa" --lm-weight "$lm_weight" --lm-bonus "$lm_bonus")
+        fi
         $python -m speechseq.bin.decode --model-dir "$model" --manifest "$data/$set.jsonl" \
-          --out "$model/decode_${set}_${method}" --method "$method" --beam-size "$beam_size" --device "$decode_device"
+          --out "$model/decode_${set}_${method}" "${lm_opts[@]}" --beam-size "$beam_size" --device "$decode_device"
       done
     done
   done

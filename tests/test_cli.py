@@ -23,7 +23,7 @@ from speechseq.train.asr import AsrExperimentConfig, train_asr
 
 ROOT = Path(__file__).resolve().parents[1]
 DEBUG = ROOT / "recipes" / "conf" / "debug" / "ctc_debug.yaml"
-COMMANDS = ("prepare", "tokenizer", "train", "decode", "score", "align", "average")
+COMMANDS = ("prepare", "tokenizer", "lm", "train", "decode", "score", "align", "average")
 
 
 def subprocess_env() -> dict[str, str]:
@@ -130,6 +130,26 @@ def test_decode_writes_hyps_and_summary_and_score_tabulates(runs, exp_dir, fsdd_
     greedy = json.loads((exp_dir / "decode_greedy" / "summary.json").read_text())
     assert lines[2].startswith(f"| {exp_dir.name}/decode_greedy | greedy | {len(dev)} | {100 * greedy['wer']:.2f} |")
     assert "| beam (beam 3) |" in lines[3]
+
+
+def test_lm_then_decode_with_fusion(exp_dir, fsdd_tiny, tmp_path):
+    arpa = tmp_path / "lm.arpa"
+    r = speechseq_cli("lm", "--manifest", str(fsdd_tiny["train"]), "--tokenizer", str(exp_dir / "tokenizer.model"),
+                      "--order", "4", "--out", str(arpa))
+    assert r.returncode == 0, r.stderr
+    assert arpa.read_text().startswith("\n\\data\\\nngram 1=") and "4-gram" in r.stdout
+    out = tmp_path / "decode_lm"
+    r = speechseq_cli("decode", "--model-dir", str(exp_dir), "--manifest", str(fsdd_tiny["dev"]), "--out", str(out),
+                      "--method", "beam", "--beam-size", "3", "--lm", str(arpa), "--lm-weight", "0.4")
+    assert r.returncode == 0, r.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["lm"] == str(arpa) and summary["lm_weight"] == 0.4 and summary["lm_bonus"] == 1.0
+    table = speechseq_cli("score", "--table", str(out / "summary.json"))
+    assert "| beam (beam 3) + LM (weight 0.4, bonus 1.0) |" in table.stdout, table.stdout
+    r = speechseq_cli("decode", "--model-dir", str(exp_dir), "--manifest", str(fsdd_tiny["dev"]), "--out",
+                      str(tmp_path / "bad"), "--lm", str(arpa))  # greedy: fusion needs the beam search
+    assert r.returncode != 0 and "LM fusion is for CTC prefix beam search" in r.stderr
+    assert "Traceback" not in r.stderr
 
 
 def test_align_writes_word_times_per_utterance(runs, fsdd_tiny):

@@ -20,6 +20,8 @@ from torch import Tensor, nn
 
 from speechseq.asr.conformer import ConformerConfig, ConformerEncoder
 from speechseq.asr.frontend import Frontend, FrontendConfig
+from speechseq.text.ngram import LmFusion
+from speechseq.text.tokenizer import EOS_ID
 
 BLANK = 0
 
@@ -104,14 +106,17 @@ class CtcModel(nn.Module):
 
     @torch.no_grad()
     def recognize(self, waves: Tensor, wave_lens: Tensor, method: str = "greedy", beam_size: int = 10,
-                  spans: bool = False) -> list[Hypothesis]:
-        """Decode a batch: method "greedy" or "beam" (prefix beam search); returns the best hypothesis per item,
-        with ``spans`` (CTC forced alignment, from the same encoder pass) on request."""
+                  spans: bool = False, lm: LmFusion | None = None) -> list[Hypothesis]:
+        """Decode a batch: method "greedy" or "beam" (prefix beam search, with n-gram shallow fusion when ``lm``
+        is given); returns the best hypothesis per item, with ``spans`` (CTC forced alignment, from the same
+        encoder pass) on request."""
+        if lm is not None and method != "beam":
+            raise ValueError(f"LM fusion needs method 'beam', got {method!r}")
         out = self(waves, wave_lens)
         if method == "greedy":
             hyps = greedy_decode(out.log_probs, out.lens)
         elif method == "beam":
-            hyps = [nbest[0] for nbest in prefix_beam_search(out.log_probs, out.lens, beam_size)]
+            hyps = [nbest[0] for nbest in prefix_beam_search(out.log_probs, out.lens, beam_size, lm=lm)]
         else:
             raise ValueError(f"unknown CTC decoding method {method!r} (choices: greedy, beam)")
         return attach_spans(hyps, ctc_token_spans(out, hyps)) if spans else hyps
@@ -187,8 +192,8 @@ def _logaddexp(a: float, b: float) -> float:
 
 
 def prefix_beam_search(log_probs: Tensor, lens: Tensor, beam_size: int = 10, token_beam: int = 0,
-                       blank_skip: float = 0.999) -> list[list[Hypothesis]]:
-    """CTC prefix beam search (sums over alignments of each prefix).
+                       blank_skip: float = 0.999, lm: LmFusion | None = None) -> list[list[Hypothesis]]:
+    """CTC prefix beam search (sums over alignments of each prefix), with optional n-gram shallow fusion.
 
     Args:
         log_probs: (B, T', V) log-posteriors.
@@ -196,6 +201,8 @@ def prefix_beam_search(log_probs: Tensor, lens: Tensor, beam_size: int = 10, tok
         beam_size: prefixes kept per frame.
         token_beam: tokens considered per frame (0 = beam_size).
         blank_skip: frames whose blank probability exceeds this are skipped (the prefix set cannot change much).
+        lm: shallow fusion; prefixes then rank by CTC log-prob + weight * LM log-prob + length bonus, and
+            ``Hypothesis.score`` is that fused score (end of sentence included).
     Returns:
         per utterance, the n-best list (best first).
     """
@@ -208,6 +215,15 @@ def prefix_beam_search(log_probs: Tensor, lens: Tensor, beam_size: int = 10, tok
         blank_lp = lp[:, BLANK].tolist()
         # prefix -> (log P ending in blank, log P ending in non-blank, frame of last token)
         beams: dict[tuple[int, ...], tuple[float, float, list[int]]] = {(): (0.0, -math.inf, [])}
+        fused: dict[tuple[int, ...], float] = {(): 0.0}  # weighted LM log-prob + length bonus of each prefix
+
+        def extend(prefix: tuple[int, ...], new: tuple[int, ...]) -> None:
+            if lm is not None and new not in fused:
+                fused[new] = fused[prefix] + lm.weight * lm.scorer.score(prefix, new[-1]) + lm.length_bonus
+
+        def rank(kv) -> float:
+            return _logaddexp(kv[1][0], kv[1][1]) + fused.get(kv[0], 0.0)
+
         log_skip = math.log(blank_skip)
         for t in range(lp.shape[0]):
             if blank_lp[t] > log_skip:
@@ -225,6 +241,7 @@ def prefix_beam_search(log_probs: Tensor, lens: Tensor, beam_size: int = 10, tok
                         continue
                     last = prefix[-1] if prefix else None
                     new = prefix + (tok,)
+                    extend(prefix, new)
                     e = nxt[new]
                     if tok == last:  # repeat: only a path through blank starts a new token
                         e[1] = _logaddexp(e[1], pb + tok_lp)
@@ -240,10 +257,14 @@ def prefix_beam_search(log_probs: Tensor, lens: Tensor, beam_size: int = 10, tok
                     e[0] = _logaddexp(e[0], total + blank_lp[t])
                     e[2] = e[2] or frames
             alive = [kv for kv in nxt.items() if _logaddexp(kv[1][0], kv[1][1]) > -math.inf]
-            ranked = sorted(alive, key=lambda kv: _logaddexp(kv[1][0], kv[1][1]), reverse=True)[:beam_size]
+            ranked = sorted(alive, key=rank, reverse=True)[:beam_size]
             beams = {p: (v[0], v[1], v[2] or []) for p, v in ranked}
-        ranked = sorted(beams.items(), key=lambda kv: _logaddexp(kv[1][0], kv[1][1]), reverse=True)
-        results.append([Hypothesis(list(p), list(fr), _logaddexp(pb, pnb)) for p, (pb, pnb, fr) in ranked])
+            if lm is not None:
+                fused = {p: fused[p] for p in beams}
+        if lm is not None:  # the end of sentence
+            fused = {p: f + lm.weight * lm.scorer.score(p, EOS_ID) for p, f in fused.items()}
+        ranked = sorted(beams.items(), key=rank, reverse=True)
+        results.append([Hypothesis(list(p), list(v[2]), rank((p, v))) for p, v in ranked])
     return results
 
 

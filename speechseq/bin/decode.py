@@ -19,16 +19,19 @@ from speechseq.text.score import error_rates
 
 
 def decode_manifest(model_dir: str, manifest: str, out_dir: str, method: str = "greedy", beam_size: int = 10,
-                    batch_size: int = 16, device: str = "cpu") -> dict:
-    """Decode every utterance; write ``hyp.jsonl`` and ``summary.json`` (WER, CER, RTF) into ``out_dir``."""
+                    batch_size: int = 16, device: str = "cpu", lm: str | None = None, lm_weight: float = 0.5,
+                    lm_bonus: float = 1.0) -> dict:
+    """Decode every utterance; write ``hyp.jsonl`` and ``summary.json`` (WER, CER, RTF) into ``out_dir``. ``lm``: an
+    ARPA n-gram over the model's tokenizer pieces, fused into CTC prefix beam search."""
     asr = load_asr(model_dir, device)
+    fusion = asr.load_lm(lm, lm_weight, lm_bonus) if lm else None
     utts = read_manifest(manifest)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     waves = [(load_audio(u.audio, asr.sample_rate, u.offset, u.duration)[0], asr.sample_rate) for u in utts]
     audio_s = sum(len(w) for w, _ in waves) / asr.sample_rate
     start = time.perf_counter()
-    results = asr.transcribe(waves, batch_size=batch_size, method=method, beam_size=beam_size)
+    results = asr.transcribe(waves, batch_size=batch_size, method=method, beam_size=beam_size, lm=fusion)
     if device.startswith("cuda"):
         torch.cuda.synchronize()
     elapsed = time.perf_counter() - start
@@ -38,6 +41,8 @@ def decode_manifest(model_dir: str, manifest: str, out_dir: str, method: str = "
     summary = {"model_dir": str(model_dir), "manifest": str(manifest), "method": method,
                "beam_size": beam_size if method == "beam" else 1, "utterances": len(utts), "audio_s": audio_s,
                "decode_s": elapsed, "rtf": elapsed / max(audio_s, 1e-9), "threads": torch.get_num_threads()}
+    if lm:
+        summary.update(lm=str(lm), lm_weight=lm_weight, lm_bonus=lm_bonus)
     if any(u.text.strip() for u in utts):
         rates = error_rates([u.text for u in utts], [r.text for r in results])
         summary.update(wer=rates.wer, cer=rates.cer, substitutions=rates.substitutions, deletions=rates.deletions,
@@ -63,9 +68,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--beam-size", type=int, default=10)
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--device", default="cpu")
+    p.add_argument("--lm", help="ARPA n-gram over the model's tokenizer pieces (speechseq lm): CTC --method beam")
+    p.add_argument("--lm-weight", type=float, default=0.5, help="LM log-prob weight in the fused score")
+    p.add_argument("--lm-bonus", type=float, default=1.0, help="score added per token (offsets the LM's cost)")
     args = p.parse_args(argv)
     s = decode_manifest(args.model_dir, args.manifest, args.out, args.method, args.beam_size, args.batch_size,
-                        args.device)
+                        args.device, args.lm, args.lm_weight, args.lm_bonus)
     wer = f"WER {100 * s['wer']:.2f}% CER {100 * s['cer']:.2f}% " if "wer" in s else ""
     print(f"{args.manifest}: {s['utterances']} utts {wer}RTF {s['rtf']:.4f} -> {args.out}")
     return 0

@@ -24,6 +24,8 @@ def format_table(summaries: list[dict], names: list[str]) -> str:
     rows = ["| decode | method | utts | WER % | CER % | sub | del | ins | RTF |", "|---|---|---|---|---|---|---|---|---|"]
     for name, s in zip(names, summaries):
         method = s["method"] + (f" (beam {s['beam_size']})" if s["method"] == "beam" else "")
+        if s.get("lm"):
+            method += f" + LM (weight {s['lm_weight']}, bonus {s['lm_bonus']})"
         rows.append(f"| {name} | {method} | {s['utterances']} | {100 * s.get('wer', float('nan')):.2f} | "
                     f"{100 * s.get('cer', float('nan')):.2f} | {s.get('substitutions', '-')} | "
                     f"{s.get('deletions', '-')} | {s.get('insertions', '-')} | {s['rtf']:.4f} |")

@@ -24,6 +24,7 @@ from speechseq.asr.model import build_asr_model
 from speechseq.audio.io import load_audio, resample
 from speechseq.config import from_dict
 from speechseq.errors import AudioError, SpeechseqError
+from speechseq.text.ngram import LmFusion, TokenLmScorer, read_arpa
 from speechseq.text.tokenizer import Tokenizer
 from speechseq.train import checkpoint as ckpt
 
@@ -85,9 +86,15 @@ class Recognizer:
         """Decoding methods of this model: CTC and AED have "greedy" and "beam", Paraformer "greedy"."""
         return ("greedy",) if self.kind == "paraformer" else ("greedy", "beam")
 
+    def load_lm(self, arpa: str | Path, weight: float = 0.5, length_bonus: float = 1.0) -> LmFusion:
+        """An n-gram LM (ARPA over this model's tokenizer pieces, e.g. from ``speechseq lm``) for ``transcribe(...,
+        lm=...)``: CTC prefix beam search then ranks by CTC + ``weight`` * LM log-prob + ``length_bonus`` per token."""
+        return LmFusion(TokenLmScorer(read_arpa(arpa), self.tokenizer), weight, length_bonus)
+
     @torch.no_grad()
     def transcribe(self, inputs: AudioInput | Sequence[AudioInput], batch_size: int = 8, method: str = "greedy",
-                   beam_size: int = 10, word_timestamps: bool = False) -> list[Transcript]:
+                   beam_size: int = 10, word_timestamps: bool = False, lm: LmFusion | None = None
+                   ) -> list[Transcript]:
         """Transcribe one input or a list; returns one Transcript per input, in input order.
 
         Args:
@@ -98,17 +105,22 @@ class Recognizer:
             word_timestamps: add word and token start/end times (CTC and AED: CTC forced alignment of the
                 hypothesis; Paraformer: the frames that fed each token through CIF). An AED hypothesis with more
                 tokens than encoder frames cannot be aligned: its words and token_times are empty lists.
+            lm: n-gram shallow fusion (:meth:`load_lm`); CTC models with method "beam" only.
 
         Raises:
             AudioError: a missing/unreadable/empty/non-finite file (named) or array (``inputs[i]``), a bad shape
                 or sample rate. A clip too short for one encoder frame is not an error: its text is empty.
-            SpeechseqError: an unknown ``method`` or a ``batch_size``/``beam_size`` below 1.
+            SpeechseqError: an unknown ``method``, a ``batch_size``/``beam_size`` below 1, or ``lm`` with another
+                model kind or method.
         """
         if method not in self.methods:
             raise SpeechseqError(f"transcribe: unknown method {method!r} for a {self.kind} model "
                                  f"(choices: {', '.join(self.methods)})")
         if batch_size < 1 or beam_size < 1:
             raise SpeechseqError(f"transcribe: batch_size and beam_size must be >= 1, got {batch_size}, {beam_size}")
+        if lm is not None and (self.kind != "ctc" or method != "beam"):
+            raise SpeechseqError(f"transcribe: LM fusion is for CTC prefix beam search (method 'beam'), not a "
+                                 f"{self.kind} model with method {method!r}")
         single = not isinstance(inputs, (list, tuple)) or (isinstance(inputs, tuple) and len(inputs) == 2
                                                             and not isinstance(inputs[0], (str, Path, tuple)))
         items = [inputs] if single else list(inputs)
@@ -124,7 +136,10 @@ class Recognizer:
             for row, i in enumerate(idx):
                 padded[row, : len(waves[i])] = torch.from_numpy(waves[i])
             padded, lens = padded.to(self.device), lens.to(self.device)
-            hyps = self.model.recognize(padded, lens, method, beam_size, spans=word_timestamps)
+            if lm is None:
+                hyps = self.model.recognize(padded, lens, method, beam_size, spans=word_timestamps)
+            else:
+                hyps = self.model.recognize(padded, lens, method, beam_size, spans=word_timestamps, lm=lm)
             shift = self.model.frame_shift_s
             for i, hyp in zip(idx, hyps):
                 words = token_times = None
