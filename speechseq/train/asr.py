@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from speechseq.asr.ctc import CtcModel
 from speechseq.asr.model import AsrModelConfig, build_asr_model
 from speechseq.config import dump_config, to_dict
 from speechseq.data.dataset import AsrDataset, Batch, collate_asr
@@ -69,16 +70,22 @@ def compute_frontend_stats(model: nn.Module, dataset: AsrDataset, max_utterances
 
 
 def load_init_weights(model: nn.Module, model_dir: Path) -> None:
-    """Copy a model directory's averaged weights into ``model`` (same architecture, strict)."""
+    """Copy a model directory's averaged weights into ``model`` (same architecture, strict). A CTC model may also
+    initialise the encoder, front end and CTC head of a Paraformer or AED model (their ``.ctc`` part, same
+    encoder config); the decoder then starts from scratch."""
     weights = model_dir / "model.pt"
     if not weights.exists():
         raise SpeechseqError(f"{model_dir}: not a model directory (no model.pt)")
-    state = ckpt.load(weights, map_location="cpu")
+    state = ckpt.load(weights, map_location="cpu")["model"]
+    is_ctc_state = not any(k.startswith("ctc.") for k in state)
+    target, what = model, "model"
+    if is_ctc_state and isinstance(getattr(model, "ctc", None), CtcModel):
+        target, what = model.ctc, "encoder and CTC head (the decoder starts from scratch)"
     try:
-        model.load_state_dict(state["model"])
+        target.load_state_dict(state)
     except RuntimeError as e:
         raise SpeechseqError(f"{weights}: weights do not fit the configured model ({str(e).splitlines()[0]})") from e
-    log.info("initialised from %s", weights)
+    log.info("initialised the %s from %s", what, weights)
 
 
 def make_validate(utts: list[Utterance], tokenizer: Tokenizer, sample_rate: int, device: torch.device,

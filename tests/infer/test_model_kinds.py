@@ -81,3 +81,19 @@ def test_mwer_fine_tuning_starts_from_the_trained_weights(tmp_path, fsdd_tiny):
     # an init directory of another architecture is a clear error
     with pytest.raises(SpeechseqError, match="do not fit the configured model"):
         train_asr(debug_config("aed"), tmp_path / "bad", fsdd_tiny["train"], device="cpu", init_from=base)
+
+
+@pytest.mark.parametrize("kind", ["paraformer", "aed"])
+def test_ctc_model_initialises_the_encoder_of_a_decoder_model(tmp_path, fsdd_tiny, kind):
+    base = tmp_path / "ctc"
+    train_asr(debug_config("ctc", ["train.max_steps=4"]), base, fsdd_tiny["train"], device="cpu")
+    out = tmp_path / kind
+    train_asr(debug_config(kind, ["train.max_steps=1", "train.lr=0.0"]), out, fsdd_tiny["train"], device="cpu",
+              init_from=base)
+    before, after = ckpt.load(base / "model.pt")["model"], ckpt.load(out / "model.pt")["model"]
+    for name, value in before.items():  # lr 0: the .ctc part is the CTC model's (front-end statistics included)
+        torch.testing.assert_close(after[f"ctc.{name}"], value, msg=name)
+    # an encoder of another size is still a clear error
+    with pytest.raises(SpeechseqError, match="do not fit the configured model"):
+        train_asr(debug_config(kind, ["train.max_steps=1", "model.encoder.d_model=24"]), tmp_path / "bad",
+                  fsdd_tiny["train"], device="cpu", init_from=base)
