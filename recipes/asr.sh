@@ -8,8 +8,9 @@
 #   4 decode              (each model x test set x decode method -> <model>/decode_<set>_<method>/summary.json)
 #   5 score               (prints the WER table, also written to $exp/RESULTS.md)
 # The model kind (ctc, paraformer, aed) comes from the config; decode methods default to "greedy beam" (CTC: prefix
-# beam; AED: beam search) and "greedy" for Paraformer; CTC adds "beam_lm" (prefix beam with the n-gram LM fused at
-# --lm-weight, --lm-bonus per token) when it has an LM.
+# beam; AED: beam search) and "greedy" for Paraformer; CTC adds "beam_lm" (prefix beam search with the n-gram LM
+# fused at --lm-weight, --lm-bonus per token). AED beam search takes an LM too (decode --lm), but one estimated on
+# the same transcripts as its decoder did not help it (egs/synth_en/asr/RESULTS.md), so it is not a default here.
 # Options (--name value): --stage --stop-stage --force --config --exp --data --train-set --dev-set --test-sets
 #   --decode-methods --beam-size --device --nproc --train-args "key=value ..." --mwer-steps N --mwer-args "..."
 #   --lm-order N --lm-weight W --lm-bonus B --init MODEL_DIR (fine-tune a trained model: stage 1 takes its tokenizer,

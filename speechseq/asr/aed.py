@@ -27,6 +27,7 @@ from speechseq.asr.ctc import BLANK, CtcConfig, CtcModel, Hypothesis, TokenSpan,
 from speechseq.asr.frontend import Frontend, FrontendConfig
 from speechseq.layers.decoder import IGNORE, KV, DecoderConfig, TransformerDecoder, append_eos, sinusoidal_positions
 from speechseq.layers.masks import valid_mask
+from speechseq.text.ngram import LmFusion
 from speechseq.text.tokenizer import BOS_ID, EOS_ID
 
 NEG = -1e10
@@ -149,20 +150,23 @@ class AedModel(nn.Module):
 
     @torch.no_grad()
     def recognize(self, waves: Tensor, wave_lens: Tensor, method: str = "greedy", beam_size: int | None = None,
-                  spans: bool = False, min_len: int = 0, max_len: int | None = None) -> list[Hypothesis]:
+                  spans: bool = False, min_len: int = 0, max_len: int | None = None,
+                  lm: LmFusion | None = None) -> list[Hypothesis]:
         """Decode a batch: "greedy" or "beam" (K = beam_size, default ``cfg.beam_size``).
 
         ``spans``: also align every hypothesis with the encoder's CTC head (same encoder pass). ``min_len``/
         ``max_len`` bound the tokens decoded (<eos> is forbidden before min_len; default max_len: ``max_len_ratio``
-        x the utterance's encoder frames).
+        x the utterance's encoder frames). ``lm``: n-gram shallow fusion in the beam search.
         """
+        if lm is not None and method != "beam":
+            raise ValueError(f"LM fusion needs method 'beam', got {method!r}")
         enc = self.ctc(waves, wave_lens)
         max_lens = self._max_lens(enc.lens, max_len)
         if method == "greedy":
             hyps = self.greedy_search(enc.hidden, enc.lens, min_len, max_lens)
         elif method == "beam":
             hyps = self.beam_search(enc.hidden, enc.lens, beam_size or self.cfg.beam_size, min_len, max_lens,
-                                    enc.log_probs)
+                                    enc.log_probs, lm)
         else:
             raise ValueError(f"unknown AED decoding method {method!r} (choices: greedy, beam)")
         return attach_spans(hyps, ctc_token_spans(enc, hyps)) if spans else hyps
@@ -195,9 +199,11 @@ class AedModel(nn.Module):
         return [Hypothesis(out[i], [-1] * len(out[i]), float(scores[i])) for i in range(b)]
 
     def beam_search(self, hidden: Tensor, hidden_lens: Tensor, beam_size: int, min_len: int, max_lens: Tensor,
-                    ctc_log_probs: Tensor | None = None) -> list[Hypothesis]:
+                    ctc_log_probs: Tensor | None = None, lm: LmFusion | None = None) -> list[Hypothesis]:
         """Batched beam search; item b's hypotheses stop at <eos> or after ``max_lens[b]`` tokens (a stopped
-        hypothesis keeps its score and length, so an item decodes the same alone or in any batch)."""
+        hypothesis keeps its score and length, so an item decodes the same alone or in any batch). With ``lm``,
+        the candidates of each prefix (its top tokens after CTC mixing, as many as for CTC prefix scoring) get
+        ``weight * log p_lm(token | prefix) + length_bonus`` (``<eos>``: the LM's end of sentence, no bonus)."""
         b, k, v = hidden.shape[0], beam_size, self.vocab_size
         dev = hidden.device
         n = b * k
@@ -226,6 +232,8 @@ class AedModel(nn.Module):
                 mixed = torch.full_like(logp, NEG)
                 mixed.scatter_(1, cand, (1 - lam) * logp.gather(1, cand) + lam * ctc_scores)
                 logp = mixed
+            if lm is not None:
+                logp = self._fuse_lm(logp, tokens, lm, min(v, self.cfg.ctc_candidates or int(1.5 * k) + 1))
             # a finished hypothesis may only "emit" <eos> again, at no cost
             frozen = ended | capped
             logp = torch.where(frozen[:, None], torch.full_like(logp, NEG), logp)
@@ -248,6 +256,17 @@ class AedModel(nn.Module):
             seq = [x for x in tokens[i, 1:].tolist() if x != EOS_ID]
             out.append(Hypothesis(seq, [-1] * len(seq), float(scores.view(n)[i])))
         return out
+
+    @staticmethod
+    def _fuse_lm(logp: Tensor, tokens: Tensor, lm: LmFusion, num_cand: int) -> Tensor:
+        """(N, V) step log-probs -> the top ``num_cand`` per row plus the LM terms, NEG elsewhere."""
+        top, cand = logp.topk(num_cand, dim=-1)
+        prefixes = tokens[:, 1:].tolist()  # without <bos>
+        extra = [[lm.weight * lm.scorer.score(prefix, c) + (lm.length_bonus if c != EOS_ID else 0.0) for c in row]
+                 for prefix, row in zip(prefixes, cand.tolist())]
+        fused = torch.full_like(logp, NEG)
+        fused.scatter_(1, cand, top + torch.tensor(extra, dtype=logp.dtype, device=logp.device))
+        return fused
 
     @torch.no_grad()
     def token_spans(self, waves: Tensor, wave_lens: Tensor, hyps: list[Hypothesis]) -> list[list[TokenSpan]]:

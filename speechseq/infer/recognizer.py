@@ -88,7 +88,8 @@ class Recognizer:
 
     def load_lm(self, arpa: str | Path, weight: float = 0.5, length_bonus: float = 1.0) -> LmFusion:
         """An n-gram LM (ARPA over this model's tokenizer pieces, e.g. from ``speechseq lm``) for ``transcribe(...,
-        lm=...)``: CTC prefix beam search then ranks by CTC + ``weight`` * LM log-prob + ``length_bonus`` per token."""
+        lm=...)``: the beam search (CTC prefix beam, AED beam) then ranks by its own score + ``weight`` * LM log-prob
+        + ``length_bonus`` per token."""
         return LmFusion(TokenLmScorer(read_arpa(arpa), self.tokenizer), weight, length_bonus)
 
     @torch.no_grad()
@@ -105,7 +106,7 @@ class Recognizer:
             word_timestamps: add word and token start/end times (CTC and AED: CTC forced alignment of the
                 hypothesis; Paraformer: the frames that fed each token through CIF). An AED hypothesis with more
                 tokens than encoder frames cannot be aligned: its words and token_times are empty lists.
-            lm: n-gram shallow fusion (:meth:`load_lm`); CTC models with method "beam" only.
+            lm: n-gram shallow fusion (:meth:`load_lm`); CTC and AED models with method "beam".
 
         Raises:
             AudioError: a missing/unreadable/empty/non-finite file (named) or array (``inputs[i]``), a bad shape
@@ -118,9 +119,9 @@ class Recognizer:
                                  f"(choices: {', '.join(self.methods)})")
         if batch_size < 1 or beam_size < 1:
             raise SpeechseqError(f"transcribe: batch_size and beam_size must be >= 1, got {batch_size}, {beam_size}")
-        if lm is not None and (self.kind != "ctc" or method != "beam"):
-            raise SpeechseqError(f"transcribe: LM fusion is for CTC prefix beam search (method 'beam'), not a "
-                                 f"{self.kind} model with method {method!r}")
+        if lm is not None and (self.kind not in ("ctc", "aed") or method != "beam"):
+            raise SpeechseqError(f"transcribe: LM fusion is for the beam search of CTC and AED models (method "
+                                 f"'beam'), not a {self.kind} model with method {method!r}")
         single = not isinstance(inputs, (list, tuple)) or (isinstance(inputs, tuple) and len(inputs) == 2
                                                             and not isinstance(inputs[0], (str, Path, tuple)))
         items = [inputs] if single else list(inputs)

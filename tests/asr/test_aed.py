@@ -140,3 +140,30 @@ def test_aed_learns_a_toy_batch():
     assert [h.tokens for h in model.recognize(waves, lens, "beam", beam_size=4)] == expected
     spans = model.token_spans(waves, lens, model.recognize(waves, lens, "greedy"))
     assert [len(s) for s in spans] == [4, 3, 2]
+
+
+class FavouriteTokenLm:
+    """Stub scorer: token 7 costs nothing, <eos> costs nothing after two tokens, anything else -30."""
+
+    def score(self, prefix, token):
+        return 0.0 if token == 7 or (token == EOS_ID and len(prefix) >= 2) else -30.0
+
+
+def test_lm_fusion_in_beam_search():
+    from speechseq.text.ngram import LmFusion
+
+    model = tiny_aed(ctc_candidates=VOCAB)
+    waves, lens = batch()
+    plain = model.recognize(waves, lens, "beam", beam_size=3, max_len=8)
+    silent = LmFusion(FavouriteTokenLm(), weight=0.0, length_bonus=0.0)
+    assert [h.tokens for h in model.recognize(waves, lens, "beam", beam_size=3, max_len=8, lm=silent)] == \
+        [h.tokens for h in plain]
+    strong = LmFusion(FavouriteTokenLm(), weight=1.0, length_bonus=0.0)
+    fused = model.recognize(waves, lens, "beam", beam_size=3, max_len=8, lm=strong)
+    assert all(h.tokens and set(h.tokens) == {7} and len(h.tokens) >= 2 for h in fused), [h.tokens for h in fused]
+    assert [h.tokens for h in plain] != [h.tokens for h in fused]
+    alone = [model.recognize(waves[i:i + 1, : int(lens[i])], lens[i:i + 1], "beam", beam_size=3, max_len=8,
+                             lm=strong)[0].tokens for i in range(3)]
+    assert alone == [h.tokens for h in fused]
+    with pytest.raises(ValueError, match="LM fusion needs method 'beam'"):
+        model.recognize(waves, lens, "greedy", lm=strong)
