@@ -10,7 +10,7 @@ from speechseq.bin import run
 COMMANDS = {
     "prepare": "prepare corpus manifests (synth_en, fsdd, librispeech, aishell)",
     "tokenizer": "train a SentencePiece tokenizer on a manifest",
-    "lm": "estimate a token n-gram LM (ARPA) for CTC beam-search fusion",
+    "lm": "estimate a token n-gram LM (ARPA) for beam-search fusion",
     "train": "train an ASR model (torchrun for data parallel)",
     "decode": "transcribe a manifest, report WER and RTF",
     "score": "WER/CER of hypotheses, or a table of decode summaries",

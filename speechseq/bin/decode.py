@@ -22,7 +22,7 @@ def decode_manifest(model_dir: str, manifest: str, out_dir: str, method: str = "
                     batch_size: int = 16, device: str = "cpu", lm: str | None = None, lm_weight: float = 0.5,
                     lm_bonus: float = 1.0) -> dict:
     """Decode every utterance; write ``hyp.jsonl`` and ``summary.json`` (WER, CER, RTF) into ``out_dir``. ``lm``: an
-    ARPA n-gram over the model's tokenizer pieces, fused into CTC prefix beam search."""
+    ARPA n-gram over the model's tokenizer pieces, fused into the beam search (CTC and AED)."""
     asr = load_asr(model_dir, device)
     fusion = asr.load_lm(lm, lm_weight, lm_bonus) if lm else None
     utts = read_manifest(manifest)
@@ -68,7 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--beam-size", type=int, default=10)
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--device", default="cpu")
-    p.add_argument("--lm", help="ARPA n-gram over the model's tokenizer pieces (speechseq lm): CTC --method beam")
+    p.add_argument("--lm", help="ARPA n-gram over the model's tokenizer pieces (speechseq lm); "
+                                "CTC or AED with --method beam")
     p.add_argument("--lm-weight", type=float, default=0.5, help="LM log-prob weight in the fused score")
     p.add_argument("--lm-bonus", type=float, default=1.0, help="score added per token (offsets the LM's cost)")
     args = p.parse_args(argv)

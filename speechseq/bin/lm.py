@@ -1,5 +1,5 @@
 """speechseq lm: estimate a token n-gram LM (interpolated Kneser-Ney, ARPA) from a manifest's transcripts over a
-tokenizer's pieces, for CTC beam-search fusion (``speechseq decode --lm``).
+tokenizer's pieces, for beam-search fusion (``speechseq decode --lm``).
 
     python -m speechseq.bin.lm --manifest data/train.jsonl --tokenizer exp/tokenizer.model --order 6 --out exp/lm.arpa
 """

@@ -1,4 +1,5 @@
-"""Token n-gram language model (interpolated Kneser-Ney), ARPA in and out, for shallow fusion in CTC beam search.
+"""Token n-gram language model (interpolated Kneser-Ney), ARPA in and out, for shallow fusion in beam search
+(CTC prefix beam, AED beam).
 
 The LM is estimated over the ASR tokenizer's pieces (one "word" per SentencePiece piece), so the beam search scores
 a token extension with one table lookup and needs no word-boundary bookkeeping. A 6-gram over BPE pieces spans
@@ -132,18 +133,18 @@ def estimate(sentences: Iterable[Sequence[str]], order: int, vocab: Iterable[str
             for g, c in adjusted[n].items():
                 h = g[:-1]
                 gamma = d * types[h] / totals[h]
-                current[g] = (c - d) / totals[h] + gamma * _backoff_prob(lower, backoffs, g[1:], n - 1)
+                current[g] = (c - d) / totals[h] + gamma * _backoff_prob(lower, backoffs, g[1:])
             for h, total in totals.items():
                 backoffs[h] = math.log10(d * types[h] / total)
         for g, p in current.items():
             probs[g] = math.log10(p)
-        lower = {**lower, **current}
+        lower.update(current)
     probs[(BOS,)] = _NO_PROB
     return NgramLm(order, probs, backoffs)
 
 
 def _backoff_prob(probs: dict[tuple[str, ...], float], backoffs: dict[tuple[str, ...], float],
-                  g: tuple[str, ...], n: int) -> float:
+                  g: tuple[str, ...]) -> float:
     """p(g[-1] | g[:-1]) in natural units from the lower orders estimated so far (``backoffs`` in log10)."""
     scale = 1.0
     while g:
@@ -225,10 +226,12 @@ def read_arpa(path: str | Path) -> NgramLm:
 
 class TokenLmScorer:
     """Scores token ids with an n-gram LM over the tokenizer's pieces; ``EOS_ID`` scores the end of sentence.
-    Results are cached per (context, token)."""
+    Results are cached per (context, token); the cache is emptied when it reaches ``max_cache`` entries, so a
+    long-running server does not grow without bound."""
 
-    def __init__(self, lm: NgramLm, tokenizer: Tokenizer):
+    def __init__(self, lm: NgramLm, tokenizer: Tokenizer, max_cache: int = 1_000_000):
         self.lm = lm
+        self.max_cache = max_cache
         self.pieces = [tokenizer.id_to_piece(i) for i in range(tokenizer.vocab_size)]
         self.pieces[EOS_ID] = EOS
         known = sum(1 for p in self.pieces[EOS_ID + 1:] if (p,) in lm.probs)
@@ -247,6 +250,8 @@ class TokenLmScorer:
             if len(ctx) < self.lm.order - 1:
                 words = [BOS, *words]
             cached = self.lm.log10_prob(words, self.pieces[token]) * _LN10
+            if len(self._cache) >= self.max_cache:
+                self._cache.clear()
             self._cache[key] = cached
         return cached
 
