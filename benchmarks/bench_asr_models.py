@@ -2,16 +2,18 @@
 
     # trained model directories (same encoder size), decoded on a test manifest:
     python benchmarks/bench_asr_models.py --manifest egs/synth_en/asr/data/tiny/test.jsonl \
-        --model ctc=egs/synth_en/asr/exp/ctc_tiny --model aed=egs/synth_en/asr/exp/aed_tiny \
+        --lm egs/synth_en/asr/exp/ctc_tiny/lm.arpa --model ctc=egs/synth_en/asr/exp/ctc_tiny --model aed=egs/synth_en/asr/exp/aed_tiny \
         --model paraformer=egs/synth_en/asr/exp/paraformer_tiny \
         --model paraformer+mwer=egs/synth_en/asr/exp/paraformer_tiny/mwer
     # decoding cost at FunASR's conformer Paraformer size (random weights, 10 s of real speech, 40 tokens):
     python benchmarks/bench_asr_models.py --funasr-size
 
 Trained part: every model directory is decoded with each of its methods (CTC: greedy, prefix beam; AED: greedy,
-beam; Paraformer: greedy) through ``speechseq.load_asr(...).transcribe``; utterances are decoded one at a time
+beam; Paraformer: greedy; with ``--lm ARPA``, every model also beam + n-gram shallow fusion) through ``speechseq.load_asr(...).transcribe``; utterances are decoded one at a time
 (``--batch-size``), and the candidates take turns per round (``--repeat``) so load changes hit all alike; RTF is
 the median round's decode time / audio seconds. "x AED beam" is the AED beam row's time over the row's time.
+Each model's encoder pass (front end, encoder, CTC head over the same batches) is timed as one more candidate;
+"decoder RTF" is a row's time minus it (the decoding method's own cost) and "decoder x AED beam" compares those.
 
 ``--funasr-size``: models at the configuration of FunASR's conformer Paraformer (12-layer conformer encoder d256, 4
 heads, FF 2048, kernel 15, conv2d x4; 6-layer decoder FF 2048; 4234 characters: about 46M parameters) and the AR
@@ -36,7 +38,7 @@ from speechseq.asr.conformer import ConformerConfig  # noqa: E402
 from speechseq.asr.model import AsrModelConfig, build_asr_model  # noqa: E402
 from speechseq.audio.io import load_audio  # noqa: E402
 from speechseq.data.manifest import read_manifest  # noqa: E402
-from speechseq.infer.recognizer import load_asr  # noqa: E402
+from speechseq.infer.recognizer import MIN_PAD_S, load_asr  # noqa: E402
 from speechseq.layers.decoder import DecoderConfig  # noqa: E402
 from speechseq.text.score import error_rates  # noqa: E402
 
@@ -44,7 +46,8 @@ SAMPLE_RATE = 16000
 
 
 def trained_rows(models: list[tuple[str, str]], manifest: str, beam_size: int, batch_size: int, repeat: int,
-                 max_utts: int) -> tuple[list[list[object]], int, float]:
+                 max_utts: int, lm: str | None = None, lm_weight: float = 0.6, lm_bonus: float = 1.5
+                 ) -> tuple[list[list[object]], list[list[object]], int, float]:
     utts = read_manifest(manifest)[: max_utts or None]
     waves = [(load_audio(u.audio, SAMPLE_RATE, u.offset, u.duration)[0], SAMPLE_RATE) for u in utts]
     audio_s = sum(len(w) for w, _ in waves) / SAMPLE_RATE
@@ -53,22 +56,55 @@ def trained_rows(models: list[tuple[str, str]], manifest: str, beam_size: int, b
     for name, model_dir in models:
         asr = load_asr(model_dir, "cpu")
         params[name] = count_params(asr.model)
-        for method in asr.methods:
-            label = (name, method if method == "greedy" else f"beam{beam_size}")
+        cands[(name, ENCODER)] = encoder_pass(asr, waves, batch_size)
+        fusion = asr.load_lm(lm, lm_weight, lm_bonus) if lm else None
+        variants = [(m, None) for m in asr.methods if not (asr.kind == "paraformer" and m == "beam")]  # = greedy
+        variants += [("beam", fusion)] if fusion else []
+        for method, fused in variants:
+            label = (name, "greedy" if method == "greedy" else f"beam{beam_size}" + ("+LM" if fused else ""))
 
-            def run(asr=asr, method=method, label=label):
-                outputs[label] = asr.transcribe(waves, batch_size=batch_size, method=method, beam_size=beam_size)
+            def run(asr=asr, method=method, fused=fused, label=label):
+                outputs[label] = asr.transcribe(waves, batch_size=batch_size, method=method, beam_size=beam_size,
+                                                lm=fused)
 
             cands[label] = run
     timings = time_interleaved(cands, repeat=repeat, warmup=0)
-    aed_beam = next((t.median_s for (n, m), t in timings.items() if n.startswith("aed") and m.startswith("beam")),
+    aed_beam = next((t.median_s for (n, m), t in timings.items() if n.startswith("aed") and m == f"beam{beam_size}"),
                     float("nan"))
+    aed_beam_dec = next((t.median_s - timings[(n, ENCODER)].median_s for (n, m), t in timings.items()
+                         if n.startswith("aed") and m == f"beam{beam_size}"), float("nan"))
     rows = []
     for (name, method), t in timings.items():
+        if method == ENCODER:
+            continue
         rates = error_rates(refs, [r.text for r in outputs[(name, method)]])
+        dec_s = t.median_s - timings[(name, ENCODER)].median_s
+        dec_s = dec_s if dec_s > 0 else float("nan")  # within timing noise of the encoder pass
         rows.append([name, method, f"{params[name] / 1e6:.1f}M", 100 * rates.wer, 100 * rates.cer,
-                     t.median_s / audio_s, aed_beam / t.median_s])
-    return rows, len(utts), audio_s
+                     t.median_s / audio_s, aed_beam / t.median_s, dec_s / audio_s, aed_beam_dec / dec_s])
+    enc_rows = [[name, t.median_s / audio_s] for (name, method), t in timings.items() if method == ENCODER]
+    return rows, enc_rows, len(utts), audio_s
+
+
+ENCODER = "encoder pass"
+
+
+def encoder_pass(asr, waves: list[tuple[object, int]], batch_size: int):
+    """A candidate that runs only the front end, encoder and CTC head over the same batches as ``transcribe``: the
+    part every decoding method shares, so row time minus this is the decoder's own time."""
+    encoder = asr.model if asr.kind == "ctc" else asr.model.ctc
+    order = sorted(range(len(waves)), key=lambda i: len(waves[i][0]))
+
+    @torch.no_grad()
+    def run():
+        for start in range(0, len(order), batch_size):
+            idx = order[start:start + batch_size]
+            lens = torch.tensor([len(waves[i][0]) for i in idx])
+            padded = torch.zeros(len(idx), max(int(lens.max()), int(MIN_PAD_S * SAMPLE_RATE)))
+            for row, i in enumerate(idx):
+                padded[row, : len(waves[i][0])] = torch.from_numpy(waves[i][0])
+            encoder(padded, lens)
+    return run
 
 
 def funasr_size_models(vocab: int, seed: int) -> dict[str, torch.nn.Module]:
@@ -136,6 +172,10 @@ def main() -> int:
     p.add_argument("--batch-size", type=int, default=1)
     p.add_argument("--beam-size", type=int, default=10)
     p.add_argument("--repeat", type=int, default=3)
+    p.add_argument("--lm", help="token n-gram ARPA over the models' tokenizer (speechseq lm): adds a beam + LM row "
+                                "per model")
+    p.add_argument("--lm-weight", type=float, default=0.6)
+    p.add_argument("--lm-bonus", type=float, default=1.5)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--funasr-size", action="store_true", help="also time the FunASR-size configuration")
     p.add_argument("--tokens", type=int, default=40, help="tokens decoded in --funasr-size (10 s of Mandarin ~ 40)")
@@ -157,10 +197,14 @@ def main() -> int:
         if not args.manifest:
             p.error("--model needs --manifest")
         models = [tuple(m.split("=", 1)) for m in args.model]
-        rows, n, audio_s = trained_rows(models, args.manifest, args.beam_size, args.batch_size, args.repeat,
-                                        args.max_utts)
+        rows, enc_rows, n, audio_s = trained_rows(models, args.manifest, args.beam_size, args.batch_size,
+                                                  args.repeat, args.max_utts, args.lm, args.lm_weight, args.lm_bonus)
         print(f"\n## trained models: {n} utterances, {audio_s:.1f} s of audio\n")
-        print(markdown_table(["model", "decoding", "params", "WER %", "CER %", "RTF", "x AED beam"], rows, 4))
+        print(markdown_table(["model", "decoding", "params", "WER %", "CER %", "RTF", "x AED beam", "decoder RTF",
+                              "decoder x AED beam"], rows, 4))
+        print("\ndecoder RTF: the row's time minus its model's encoder pass (front end + encoder + CTC head over the "
+              "same batches):\n")
+        print(markdown_table(["model", "encoder-pass RTF"], enc_rows, 4))
     if args.funasr_size:
         refs = {"paraformer": args.ref_paraformer, "ar_beam": args.ref_ar_beam, "ar_greedy": args.ref_ar_greedy}
         rows, note = funasr_rows(args.tokens, args.duration_s, args.beam_size, args.repeat, args.vocab, args.seed,

@@ -148,7 +148,7 @@ def test_lm_then_decode_with_fusion(exp_dir, fsdd_tiny, tmp_path):
     assert "| beam (beam 3) + LM (weight 0.4, bonus 1.0) |" in table.stdout, table.stdout
     r = speechseq_cli("decode", "--model-dir", str(exp_dir), "--manifest", str(fsdd_tiny["dev"]), "--out",
                       str(tmp_path / "bad"), "--lm", str(arpa))  # greedy: fusion needs the beam search
-    assert r.returncode != 0 and "LM fusion is for the beam search" in r.stderr
+    assert r.returncode != 0 and "LM fusion is for beam search" in r.stderr
     assert "Traceback" not in r.stderr
 
 

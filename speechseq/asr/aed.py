@@ -171,27 +171,34 @@ class AedModel(nn.Module):
             raise ValueError(f"unknown AED decoding method {method!r} (choices: greedy, beam)")
         return attach_spans(hyps, ctc_token_spans(enc, hyps)) if spans else hyps
 
-    def _mask_special(self, logp: Tensor, step: int, min_len: int) -> Tensor:
+    def _mask_special(self, logp: Tensor, step: int, min_len: int, capped: Tensor) -> Tensor:
+        """No <blank> or <bos>; no <eos> before ``min_len``; rows out of their token budget (``capped``) may only
+        emit <eos>, with its real log-prob, so that a hypothesis cut by ``max_len`` still pays for ending there."""
+        eos = logp[:, EOS_ID].clone()
         logp[:, BLANK] = NEG
         logp[:, BOS_ID] = NEG
         if step < min_len:
             logp[:, EOS_ID] = NEG
+        if bool(capped.any()):
+            logp = logp.masked_fill(capped[:, None], NEG)
+            logp[:, EOS_ID] = torch.where(capped, eos, logp[:, EOS_ID])
         return logp
 
     def greedy_search(self, hidden: Tensor, hidden_lens: Tensor, min_len: int, max_lens: Tensor) -> list[Hypothesis]:
-        """Batched greedy search; item b stops at <eos> or after ``max_lens[b]`` tokens."""
+        """Batched greedy search; item b stops at <eos> or after ``max_lens[b]`` tokens (then its score still
+        includes the log-prob of <eos> after them)."""
         b = hidden.shape[0]
         state = self.init_state(hidden, hidden_lens)
         last = torch.full((b,), BOS_ID, dtype=torch.long, device=hidden.device)
         done = torch.zeros(b, dtype=torch.bool, device=hidden.device)
         scores = torch.zeros(b, device=hidden.device)
         out: list[list[int]] = [[] for _ in range(b)]
-        for t in range(int(max_lens.max())):
-            done |= t >= max_lens  # out of budget: ends here, as if the search had stopped
+        for t in range(int(max_lens.max()) + 1):
             if bool(done.all()):
                 break
+            capped = ~done & (t >= max_lens)  # out of budget: must emit <eos> now
             logp, state = self.step(last, state)
-            best, last = self._mask_special(logp, t, min_len).max(-1)
+            best, last = self._mask_special(logp, t, min_len, capped).max(-1)
             scores += torch.where(done, 0.0, best)
             for i in (~done & (last != EOS_ID)).nonzero().squeeze(1).tolist():
                 out[i].append(int(last[i]))
@@ -200,8 +207,9 @@ class AedModel(nn.Module):
 
     def beam_search(self, hidden: Tensor, hidden_lens: Tensor, beam_size: int, min_len: int, max_lens: Tensor,
                     ctc_log_probs: Tensor | None = None, lm: LmFusion | None = None) -> list[Hypothesis]:
-        """Batched beam search; item b's hypotheses stop at <eos> or after ``max_lens[b]`` tokens (a stopped
-        hypothesis keeps its score and length, so an item decodes the same alone or in any batch). With ``lm``,
+        """Batched beam search; item b's hypotheses stop at <eos> or after ``max_lens[b]`` tokens, where they must
+        emit <eos> and get its score (attention, CTC and LM terms) like any ending hypothesis; a finished hypothesis
+        keeps its score and length, so an item decodes the same alone or in any batch. With ``lm``,
         the candidates of each prefix (its top tokens after CTC mixing, as many as for CTC prefix scoring) get
         ``weight * log p_lm(token | prefix) + length_bonus`` (``<eos>``: the LM's end of sentence, no bonus)."""
         b, k, v = hidden.shape[0], beam_size, self.vocab_size
@@ -218,12 +226,12 @@ class AedModel(nn.Module):
             ctc = CtcPrefixScorer(ctc_log_probs.repeat_interleave(k, 0), hidden_lens.repeat_interleave(k, 0))
             ctc_state = ctc.initial_state()
         row_max = max_lens.repeat_interleave(k, 0)
-        for t in range(int(max_lens.max())):
-            capped = ~ended & (t >= row_max)  # out of budget: frozen like a finished hypothesis, length unchanged
-            if bool((ended | capped).all()):
+        for t in range(int(max_lens.max()) + 1):
+            if bool(ended.all()):
                 break
+            capped = ~ended & (t >= row_max)  # out of budget: must emit <eos> now (and pay for it)
             logp, state = self.step(tokens[:, -1], state)
-            logp = self._mask_special(logp, t, min_len)
+            logp = self._mask_special(logp, t, min_len, capped)
             if use_ctc:
                 lam = self.cfg.decode_ctc_weight
                 c = min(v, self.cfg.ctc_candidates or int(1.5 * k) + 1)
@@ -235,9 +243,8 @@ class AedModel(nn.Module):
             if lm is not None:
                 logp = self._fuse_lm(logp, tokens, lm, min(v, self.cfg.ctc_candidates or int(1.5 * k) + 1))
             # a finished hypothesis may only "emit" <eos> again, at no cost
-            frozen = ended | capped
-            logp = torch.where(frozen[:, None], torch.full_like(logp, NEG), logp)
-            logp[:, EOS_ID] = torch.where(frozen, torch.zeros_like(logp[:, EOS_ID]), logp[:, EOS_ID])
+            logp = torch.where(ended[:, None], torch.full_like(logp, NEG), logp)
+            logp[:, EOS_ID] = torch.where(ended, torch.zeros_like(logp[:, EOS_ID]), logp[:, EOS_ID])
             total = (scores.view(n, 1) + logp).view(b, k * v)
             scores, flat = total.topk(k, dim=-1)  # (B, K)
             src = (flat // v + torch.arange(b, device=dev)[:, None] * k).view(n)
@@ -246,7 +253,7 @@ class AedModel(nn.Module):
             state = state.select(src)
             if use_ctc:
                 ctc_state = ctc.select(ctc_next, src, (flat % v).view(n), cand[src])
-            was_ended = ended[src] | capped[src]
+            was_ended = ended[src]
             lengths = lengths[src] + (~was_ended).float()
             ended = was_ended | (tok == EOS_ID)
         final = scores.view(n) / lengths.clamp(min=1) if self.cfg.length_norm else scores.view(n)

@@ -18,6 +18,7 @@
   and err the token edit distance to the reference (rapidfuzz).
 * **Inference**: a zero frame with weight ``tail_threshold`` is appended so that a trailing token with at least
   1 - tail_threshold accumulated weight still fires; one decoder pass; the output stops at the first <eos>.
+  Optionally a beam search over the CIF slots fuses a token n-gram LM (the slots stay fixed; the LM links them).
   Token times come from the CIF weights (the frames that fed each token).
 Dims: B batch, T' encoder frames, D width, N tokens (including <eos>), V vocabulary, K MWER candidates.
 """
@@ -36,6 +37,7 @@ from speechseq.asr.ctc import CtcConfig, CtcModel, Hypothesis, TokenSpan, attach
 from speechseq.asr.frontend import Frontend, FrontendConfig
 from speechseq.layers.decoder import IGNORE, DecoderConfig, TransformerDecoder, append_eos, sinusoidal_positions
 from speechseq.layers.masks import valid_mask
+from speechseq.text.ngram import LmFusion
 from speechseq.text.tokenizer import BLANK_ID, BOS_ID, EOS_ID
 
 
@@ -236,11 +238,14 @@ class ParaformerModel(nn.Module):
 
     @torch.no_grad()
     def recognize(self, waves: Tensor, wave_lens: Tensor, method: str = "greedy", beam_size: int = 10,
-                  spans: bool = False) -> list[Hypothesis]:
-        """One parallel pass; ``method`` must be "greedy" (Paraformer has no beam search). ``spans``: also give
-        every token's frames from the same pass's CIF weights (see :meth:`token_spans`)."""
-        if method != "greedy":
-            raise ValueError(f"unknown Paraformer decoding method {method!r} (choices: greedy)")
+                  spans: bool = False, lm: LmFusion | None = None) -> list[Hypothesis]:
+        """One parallel pass, then "greedy" (the best token of every CIF slot) or "beam" (:func:`slot_beam_search`
+        over the same slots, with n-gram shallow fusion when ``lm``; without an LM it returns the greedy result).
+        ``spans``: also give every token's frames from the same pass's CIF weights (see :meth:`token_spans`)."""
+        if method not in ("greedy", "beam"):
+            raise ValueError(f"unknown Paraformer decoding method {method!r} (choices: greedy, beam)")
+        if lm is not None and method != "beam":
+            raise ValueError(f"LM fusion needs method 'beam', got {method!r}")
         enc = self.ctc(waves, wave_lens)
         hidden, hidden_lens = enc.hidden, enc.lens
         alphas, hidden_ext = self._inference_alphas(hidden, hidden_lens)
@@ -255,10 +260,15 @@ class ParaformerModel(nn.Module):
         frames = fire_frames(alphas, embeds.shape[1], self.cfg.threshold)
         for b in range(waves.shape[0]):
             n = int(fired[b])
-            row = ids[b, :n].tolist()
-            stop = row.index(EOS_ID) if EOS_ID in row else n
+            if method == "beam" and lm is not None:
+                row, score = slot_beam_search(logp[b, :n], beam_size, lm)
+                stop = len(row)
+            else:
+                row = ids[b, :n].tolist()
+                stop = row.index(EOS_ID) if EOS_ID in row else n
+                row, score = row[:stop], float(best[b, :stop].sum())
             hframes = frames[b, :stop].clamp(max=max(int(hidden_lens[b]) - 1, 0)).tolist()
-            out.append(Hypothesis(row[:stop], hframes, float(best[b, :stop].sum())))
+            out.append(Hypothesis(row, hframes, score))
         return attach_spans(out, self._cif_spans(alphas, hidden_lens, out)) if spans else out
 
     def _inference_alphas(self, hidden: Tensor, hidden_lens: Tensor) -> tuple[Tensor, Tensor]:
@@ -294,12 +304,56 @@ class ParaformerModel(nn.Module):
         return out
 
 
+def slot_beam_search(logp: Tensor, beam_size: int, lm: LmFusion) -> tuple[list[int], float]:
+    """Beam search over the CIF slots of one utterance with n-gram shallow fusion: logp (N, V) -> (tokens, score).
+
+    Slot j holds one token; the decoder's distributions are independent across slots, so the LM is what links
+    them. A prefix extended by token c at slot j gains ``logp[j, c] + weight * log p_lm(c | prefix) + length_bonus``;
+    <eos> ends it (``logp[j, <eos>] + weight * log p_lm(</s> | prefix)``) and an ended prefix takes the best token of
+    every later slot, so that with ``weight = length_bonus = 0`` the search returns exactly the greedy result. A
+    prefix alive after the last slot gets the LM's end of sentence. Candidates per slot: its ``beam_size`` best
+    tokens. The returned score is the tokens' log-probs plus the LM terms and bonuses (with a silent LM: the
+    greedy score).
+    """
+    n, v = logp.shape
+    if n == 0:
+        return [], 0.0
+    top_lp, top_id = logp.topk(min(beam_size, v), dim=-1)
+    slot_max = top_lp[:, 0].tolist()
+    cand = list(zip(top_id.tolist(), top_lp.tolist()))
+    w, bonus = lm.weight, lm.length_bonus
+    # beam entries: (rank score, reported score, tokens, ended)
+    beam: list[tuple[float, float, tuple[int, ...], bool]] = [(0.0, 0.0, (), False)]
+    for j in range(n):
+        ids, lps = cand[j]
+        grown = []
+        for rank, score, toks, ended in beam:
+            if ended:
+                grown.append((rank + slot_max[j], score, toks, True))
+                continue
+            for c, lp in zip(ids, lps):
+                lm_term = w * lm.scorer.score(toks, c)
+                if c == EOS_ID:
+                    grown.append((rank + lp + lm_term, score + lm_term, toks, True))
+                else:
+                    grown.append((rank + lp + lm_term + bonus, score + lp + lm_term + bonus, toks + (c,), False))
+        grown.sort(key=lambda e: -e[0])
+        beam = grown[:beam_size]
+    finals = [(rank, score, toks) if ended else
+              (rank + w * lm.scorer.score(toks, EOS_ID), score + w * lm.scorer.score(toks, EOS_ID), toks)
+              for rank, score, toks, ended in beam]
+    _, score, toks = max(finals, key=lambda e: e[0])
+    return list(toks), score
+
+
 def append_tail(alphas: Tensor, hidden: Tensor, lens: Tensor, tail_threshold: float) -> tuple[Tensor, Tensor]:
-    """Inference tail: a zero frame appended to hidden (B, T'+1, D) and weight ``tail_threshold`` added at position
-    ``lens`` of alphas (B, T'+1), so that a trailing token with at least 1 - tail_threshold accumulated still fires.
+    """Inference tail: weight ``tail_threshold`` added at position ``lens`` of alphas (B, T'+1) on a zero frame of
+    hidden (B, T'+1, D) (one appended frame, and every padding frame zeroed, so that a shorter utterance of a batch
+    gets the same tail as alone), so that a trailing token with at least 1 - tail_threshold accumulated still fires.
     Utterances without frames get no tail."""
     alphas = F.pad(alphas, (0, 1))
     alphas[torch.arange(alphas.shape[0], device=alphas.device), lens] += tail_threshold
+    hidden = hidden * valid_mask(lens, hidden.shape[1])[..., None].to(hidden.dtype)
     return alphas * (lens > 0)[:, None], F.pad(hidden, (0, 0, 0, 1))
 
 

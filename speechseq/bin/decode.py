@@ -64,12 +64,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model-dir", required=True)
     p.add_argument("--manifest", required=True)
     p.add_argument("--out", required=True, help="output folder for hyp.jsonl and summary.json")
-    p.add_argument("--method", default="greedy", choices=["greedy", "beam"], help="Paraformer: greedy only")
+    p.add_argument("--method", default="greedy", choices=["greedy", "beam"], 
+                   help="beam: CTC prefix beam, AED beam search, Paraformer beam over its CIF slots (= greedy "
+                        "without --lm)")
     p.add_argument("--beam-size", type=int, default=10)
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--device", default="cpu")
     p.add_argument("--lm", help="ARPA n-gram over the model's tokenizer pieces (speechseq lm); "
-                                "CTC or AED with --method beam")
+                                "with --method beam")
     p.add_argument("--lm-weight", type=float, default=0.5, help="LM log-prob weight in the fused score")
     p.add_argument("--lm-bonus", type=float, default=1.0, help="score added per token (offsets the LM's cost)")
     args = p.parse_args(argv)

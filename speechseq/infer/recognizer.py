@@ -83,13 +83,14 @@ class Recognizer:
 
     @property
     def methods(self) -> tuple[str, ...]:
-        """Decoding methods of this model: CTC and AED have "greedy" and "beam", Paraformer "greedy"."""
-        return ("greedy",) if self.kind == "paraformer" else ("greedy", "beam")
+        """Decoding methods of this model: "greedy" and "beam" (CTC prefix beam, AED beam search, Paraformer beam over
+        its CIF slots, which differs from greedy only with an LM)."""
+        return ("greedy", "beam")
 
     def load_lm(self, arpa: str | Path, weight: float = 0.5, length_bonus: float = 1.0) -> LmFusion:
         """An n-gram LM (ARPA over this model's tokenizer pieces, e.g. from ``speechseq lm``) for ``transcribe(...,
         lm=...)``: the beam search (CTC prefix beam, AED beam) then ranks by its own score + ``weight`` * LM log-prob
-        + ``length_bonus`` per token."""
+        + ``length_bonus`` per token; Paraformer's beam over its CIF slots likewise."""
         return LmFusion(TokenLmScorer(read_arpa(arpa), self.tokenizer), weight, length_bonus)
 
     @torch.no_grad()
@@ -101,12 +102,13 @@ class Recognizer:
         Args:
             inputs: a path, an (array, sample_rate) pair, or a list of these.
             batch_size: utterances decoded together (sorted by length to limit padding).
-            method: one of :attr:`methods`: "greedy", or "beam" (CTC prefix beam search; AED beam search).
+            method: one of :attr:`methods`: "greedy", or "beam" (CTC prefix beam search; AED beam search; Paraformer:
+                beam search over its CIF slots, the same as greedy without ``lm``).
             beam_size: beam width for "beam".
             word_timestamps: add word and token start/end times (CTC and AED: CTC forced alignment of the
                 hypothesis; Paraformer: the frames that fed each token through CIF). An AED hypothesis with more
                 tokens than encoder frames cannot be aligned: its words and token_times are empty lists.
-            lm: n-gram shallow fusion (:meth:`load_lm`); CTC and AED models with method "beam".
+            lm: n-gram shallow fusion (:meth:`load_lm`); method "beam".
 
         Raises:
             AudioError: a missing/unreadable/empty/non-finite file (named) or array (``inputs[i]``), a bad shape
@@ -119,9 +121,8 @@ class Recognizer:
                                  f"(choices: {', '.join(self.methods)})")
         if batch_size < 1 or beam_size < 1:
             raise SpeechseqError(f"transcribe: batch_size and beam_size must be >= 1, got {batch_size}, {beam_size}")
-        if lm is not None and (self.kind not in ("ctc", "aed") or method != "beam"):
-            raise SpeechseqError(f"transcribe: LM fusion is for the beam search of CTC and AED models (method "
-                                 f"'beam'), not a {self.kind} model with method {method!r}")
+        if lm is not None and method != "beam":
+            raise SpeechseqError(f"transcribe: LM fusion is for beam search (method 'beam'), not {method!r}")
         single = not isinstance(inputs, (list, tuple)) or (isinstance(inputs, tuple) and len(inputs) == 2
                                                             and not isinstance(inputs[0], (str, Path, tuple)))
         items = [inputs] if single else list(inputs)

@@ -167,3 +167,33 @@ def test_lm_fusion_in_beam_search():
     assert alone == [h.tokens for h in fused]
     with pytest.raises(ValueError, match="LM fusion needs method 'beam'"):
         model.recognize(waves, lens, "greedy", lm=strong)
+
+
+class EosCostLm:
+    """Stub scorer: every token is free, <eos> costs 5."""
+
+    def score(self, prefix, token):
+        return -5.0 if token == EOS_ID else 0.0
+
+
+@pytest.mark.parametrize("method,beam_size,with_lm", [("greedy", 1, False), ("beam", 4, False), ("beam", 4, True)])
+def test_a_hypothesis_cut_by_max_len_pays_for_its_eos(method, beam_size, with_lm):
+    # min_len = max_len = 3: every hypothesis is cut after 3 tokens; its score must be the teacher-forced log-prob of
+    # those tokens followed by <eos> (plus the LM's <eos> cost and length bonuses), not the 3 tokens alone
+    from speechseq.text.ngram import LmFusion
+
+    model = tiny_aed()
+    waves, lens = batch()
+    lm = LmFusion(EosCostLm(), weight=1.0, length_bonus=0.5) if with_lm else None
+    hyps = model.recognize(waves, lens, method, beam_size=beam_size, min_len=3, max_len=3, lm=lm)
+    with torch.no_grad():
+        enc = model.ctc(waves, lens)
+        toks = torch.tensor([h.tokens for h in hyps])
+        assert toks.shape == (3, 3)
+        inp = torch.cat([torch.full((3, 1), BOS_ID), toks], dim=1)
+        logp = model.decode_full(inp, enc.hidden, enc.lens).float().log_softmax(-1)
+        target = torch.cat([toks, torch.full((3, 1), EOS_ID)], dim=1)
+        expected = logp.gather(2, target[..., None]).squeeze(2).sum(1)
+    if with_lm:
+        expected = expected + 3 * 0.5 - 5.0
+    assert [h.score for h in hyps] == pytest.approx(expected.tolist(), abs=1e-3)

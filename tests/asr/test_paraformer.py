@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
+
+import pytest
 import torch
 
 from speechseq.asr.conformer import ConformerConfig
@@ -186,3 +189,90 @@ def test_cif_predictor_runs_in_fp32_under_autocast():
     assert alphas.dtype == torch.float32
     torch.testing.assert_close(alphas, predictor(hidden.bfloat16().float(), mask))
     assert (alphas[1, 5:] == 0).all() and ((alphas >= 0) & (alphas <= 1)).all()
+
+
+class _Lm:
+    """Stub n-gram scorer: a fixed log-prob table over (last token, next token), -1 after the empty prefix."""
+
+    def __init__(self, table: torch.Tensor):
+        self.table = table
+
+    def score(self, prefix, token):
+        return float(self.table[prefix[-1], token]) if prefix else -1.0
+
+
+def _slot_logp(n: int, v: int, seed: int) -> torch.Tensor:
+    from speechseq.text.tokenizer import BLANK_ID, BOS_ID
+
+    logp = torch.randn(n, v, generator=torch.Generator().manual_seed(seed)).log_softmax(-1)
+    logp[:, BLANK_ID] = float("-inf")
+    logp[:, BOS_ID] = float("-inf")
+    return logp
+
+
+def test_slot_beam_search_with_a_silent_lm_is_greedy():
+    from speechseq.asr.paraformer import slot_beam_search
+    from speechseq.text.ngram import LmFusion
+    from speechseq.text.tokenizer import EOS_ID
+
+    lm = _Lm(torch.randn(9, 9, generator=torch.Generator().manual_seed(5)))
+    for seed in range(6):
+        logp = _slot_logp(7, 9, seed)
+        if seed % 2:
+            logp[4, EOS_ID] = 5.0  # an <eos> in the middle: greedy stops there
+        best, ids = logp.max(-1)
+        row = ids.tolist()
+        stop = row.index(EOS_ID) if EOS_ID in row else len(row)
+        tokens, score = slot_beam_search(logp, 4, LmFusion(lm, weight=0.0, length_bonus=0.0))
+        assert tokens == row[:stop]
+        assert score == pytest.approx(float(best[:stop].sum()), abs=1e-5)
+
+
+def test_slot_beam_search_finds_the_exhaustive_best_with_an_lm():
+    # every token sequence over 3 slots of a 6-token vocabulary, scored by the rule the search documents
+    from speechseq.asr.paraformer import slot_beam_search
+    from speechseq.text.ngram import LmFusion
+    from speechseq.text.tokenizer import EOS_ID
+
+    n, v, w, bonus = 3, 6, 0.8, 0.3
+    for seed in range(4):
+        logp = _slot_logp(n, v, seed)
+        lm = _Lm(torch.randn(v, v, generator=torch.Generator().manual_seed(10 + seed)) * 2)
+        best_rank, best_tokens = float("-inf"), None
+        for seq in itertools.product(range(v), repeat=n):
+            rank, toks = 0.0, []
+            for j, c in enumerate(seq):
+                if c == EOS_ID:
+                    rank += float(logp[j, c]) + w * lm.score(toks, c) + sum(float(logp[i].max()) for i in range(j + 1, n))
+                    break
+                rank += float(logp[j, c]) + w * lm.score(toks, c) + bonus
+                toks.append(c)
+            else:
+                rank += w * lm.score(toks, EOS_ID)
+            if rank > best_rank:
+                best_rank, best_tokens = rank, toks
+        tokens, _ = slot_beam_search(logp, v ** n, LmFusion(lm, weight=w, length_bonus=bonus))
+        assert tokens == best_tokens
+        silent, _ = slot_beam_search(logp, v ** n, LmFusion(lm, weight=0.0, length_bonus=0.0))
+        assert seed > 0 or tokens != silent  # the LM changes the answer (checked on the first case)
+
+
+def test_paraformer_greedy_and_beam_with_lm_decode_batched_like_alone():
+    from speechseq.text.ngram import LmFusion
+
+    model = tiny_paraformer().eval()
+    g = torch.Generator().manual_seed(3)
+    lens = torch.tensor([16000, 11000])
+    waves = torch.randn(2, 16000, generator=g) * (torch.arange(16000)[None] < lens[:, None])
+    lm = LmFusion(_Lm(torch.randn(40, 40, generator=g)), weight=1.0, length_bonus=0.5)
+    greedy = model.recognize(waves, lens, "greedy")
+    assert [h.tokens for h in model.recognize(waves, lens, "beam")] == [h.tokens for h in greedy]
+    fused = model.recognize(waves, lens, "beam", beam_size=4, lm=lm)
+    for i in range(2):  # the shorter utterance's CIF tail must not read the batch's padding frames
+        one = (waves[i:i + 1, : int(lens[i])], lens[i:i + 1])
+        alone = model.recognize(*one, "greedy")[0]
+        assert alone.tokens == greedy[i].tokens and alone.score == pytest.approx(greedy[i].score, abs=1e-4)
+        alone = model.recognize(*one, "beam", beam_size=4, lm=lm)[0]
+        assert alone.tokens == fused[i].tokens and alone.score == pytest.approx(fused[i].score, abs=1e-4)
+    with pytest.raises(ValueError, match="LM fusion needs method 'beam'"):
+        model.recognize(waves, lens, "greedy", lm=lm)

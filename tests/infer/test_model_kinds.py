@@ -11,6 +11,7 @@ import torch
 import speechseq
 from speechseq.config import load_config
 from speechseq.errors import SpeechseqError
+from speechseq.text.ngram import LmFusion, TokenLmScorer, estimate_from_texts
 from speechseq.train import checkpoint as ckpt
 from speechseq.train.asr import AsrExperimentConfig, train_asr
 
@@ -35,12 +36,15 @@ def test_load_asr_decodes_with_every_method_and_times_words(trained, fsdd_tiny):
     kind, exp = trained
     asr = speechseq.load_asr(exp)
     assert asr.kind == kind
-    assert asr.methods == (("greedy",) if kind == "paraformer" else ("greedy", "beam"))
+    assert asr.methods == ("greedy", "beam")
     audio = [line.split('"audio": "')[1].split('"')[0] for line in fsdd_tiny["dev"].read_text().splitlines()][:5]
-    for method in asr.methods:
-        together = asr.transcribe(audio, batch_size=5, method=method, beam_size=3, word_timestamps=True)
-        alone = [asr.transcribe(a, method=method, beam_size=3)[0] for a in audio]
+    texts = [line.split('"text": "')[1].split('"')[0] for line in fsdd_tiny["train"].read_text().splitlines()]
+    lm = LmFusion(TokenLmScorer(estimate_from_texts(texts, asr.tokenizer, 3), asr.tokenizer), 0.5, 1.0)
+    for method, fusion in [(m, None) for m in asr.methods] + [("beam", lm)]:
+        together = asr.transcribe(audio, batch_size=5, method=method, beam_size=3, word_timestamps=True, lm=fusion)
+        alone = [asr.transcribe(a, method=method, beam_size=3, lm=fusion)[0] for a in audio]
         assert [t.text for t in together] == [t.text for t in alone]
+        assert [t.score for t in together] == pytest.approx([t.score for t in alone], abs=1e-3)
         for t in together:
             assert isinstance(t.text, str) and t.words is not None and t.token_times is not None
             assert all(0 <= w.start_s < w.end_s for w in t.words)
@@ -60,7 +64,7 @@ def test_recognize_spans_from_one_pass_equal_token_spans(trained, fsdd_tiny):
     waves = [torch.from_numpy(load_audio(a, 16000)[0]) for a in audio]
     lens = torch.tensor([len(w) for w in waves])
     batch = torch.nn.utils.rnn.pad_sequence(waves, batch_first=True)
-    for method in ("greedy",) if kind == "paraformer" else ("greedy", "beam"):
+    for method in ("greedy", "beam"):
         hyps = model.recognize(batch, lens, method, 3, spans=True)
         assert all(h.spans is not None for h in hyps)
         assert [h.spans for h in hyps] == model.token_spans(batch, lens, hyps)
