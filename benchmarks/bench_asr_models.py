@@ -2,14 +2,16 @@
 
     # trained model directories (same encoder size), decoded on a test manifest:
     python benchmarks/bench_asr_models.py --manifest egs/synth_en/asr/data/tiny/test.jsonl \
-        --lm egs/synth_en/asr/exp/ctc_tiny/lm.arpa --model ctc=egs/synth_en/asr/exp/ctc_tiny --model aed=egs/synth_en/asr/exp/aed_tiny \
+        --lm egs/synth_en/asr/exp/ctc_tiny/lm.arpa \
+        --model ctc=egs/synth_en/asr/exp/ctc_tiny --model aed=egs/synth_en/asr/exp/aed_tiny \
         --model paraformer=egs/synth_en/asr/exp/paraformer_tiny \
         --model paraformer+mwer=egs/synth_en/asr/exp/paraformer_tiny/mwer
     # decoding cost at FunASR's conformer Paraformer size (random weights, 10 s of real speech, 40 tokens):
     python benchmarks/bench_asr_models.py --funasr-size
 
 Trained part: every model directory is decoded with each of its methods (CTC: greedy, prefix beam; AED: greedy,
-beam; Paraformer: greedy; with ``--lm ARPA``, every model also beam + n-gram shallow fusion) through ``speechseq.load_asr(...).transcribe``; utterances are decoded one at a time
+beam; Paraformer: greedy; with ``--lm ARPA``, every model also beam + n-gram shallow fusion) through
+``speechseq.load_asr(...).transcribe``; utterances are decoded one at a time
 (``--batch-size``), and the candidates take turns per round (``--repeat``) so load changes hit all alike; RTF is
 the median round's decode time / audio seconds. "x AED beam" is the AED beam row's time over the row's time.
 Each model's encoder pass (front end, encoder, CTC head over the same batches) is timed as one more candidate;

@@ -243,7 +243,8 @@ def test_slot_beam_search_finds_the_exhaustive_best_with_an_lm():
             rank, toks = 0.0, []
             for j, c in enumerate(seq):
                 if c == EOS_ID:
-                    rank += float(logp[j, c]) + w * lm.score(toks, c) + sum(float(logp[i].max()) for i in range(j + 1, n))
+                    free = sum(float(logp[i].max()) for i in range(j + 1, n))  # later slots: any token
+                    rank += float(logp[j, c]) + w * lm.score(toks, c) + free
                     break
                 rank += float(logp[j, c]) + w * lm.score(toks, c) + bonus
                 toks.append(c)
