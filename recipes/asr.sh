@@ -1,16 +1,18 @@
 #!/usr/bin/env bash
 # Shared ASR recipe stages, called by egs/<corpus>/asr/run.sh after it sets the corpus variables.
 #   0 prepare data        (runs $prepare_cmd, which writes $data/{train,dev,<tests>}.jsonl)
-#   1 tokenizer, LM       (SentencePiece on the training transcripts -> $exp/tokenizer.model; CTC models also get a
-#                          token n-gram LM on the same transcripts -> $exp/lm.arpa, --lm-order 0 skips it)
+#   1 tokenizer, LM       (SentencePiece on the training transcripts -> $exp/tokenizer.model; CTC and Paraformer
+#                          models also get a token n-gram LM on the same transcripts -> $exp/lm.arpa, --lm-order 0
+#                          skips it)
 #   2 train               (python -m speechseq.bin.train; resumes from $exp/checkpoints)
 #   3 MWER fine-tuning    (Paraformer only: --mwer-steps from $exp into $exp/mwer; skipped for CTC and AED)
 #   4 decode              (each model x test set x decode method -> <model>/decode_<set>_<method>/summary.json)
 #   5 score               (prints the WER table, also written to $exp/RESULTS.md)
 # The model kind (ctc, paraformer, aed) comes from the config; decode methods default to "greedy beam" (CTC: prefix
-# beam; AED: beam search) and "greedy" for Paraformer; CTC adds "beam_lm" (prefix beam search with the n-gram LM
-# fused at --lm-weight, --lm-bonus per token). AED beam search takes an LM too (decode --lm), but one estimated on
-# the same transcripts as its decoder did not help it (egs/synth_en/asr/RESULTS.md), so it is not a default here.
+# beam; AED: beam search) and "greedy" for Paraformer; CTC and Paraformer add "beam_lm" (CTC prefix beam search, or
+# Paraformer's beam over its CIF slots, with the n-gram LM fused at --lm-weight, --lm-bonus per token). AED beam
+# search takes an LM too (decode --lm), but one estimated on the same transcripts as its decoder did not help it
+# (egs/synth_en/asr/RESULTS.md), so it is not a default here.
 # Options (--name value): --stage --stop-stage --force --config --exp --data --train-set --dev-set --test-sets
 #   --decode-methods --beam-size --device --nproc --train-args "key=value ..." --mwer-steps N --mwer-args "..."
 #   --lm-order N --lm-weight W --lm-bonus B --init MODEL_DIR (fine-tune a trained model: stage 1 takes its tokenizer,
@@ -46,7 +48,7 @@ print(v)' "$1"
 kind=$(config_value model.kind)
 if [ -z "$decode_methods" ]; then
   decode_methods="greedy beam"; [ "$kind" = paraformer ] && decode_methods=greedy
-  [ "$kind" = ctc ] && [ "$lm_order" -gt 0 ] && decode_methods="greedy beam beam_lm"
+  [ "$kind" != aed ] && [ "$lm_order" -gt 0 ] && decode_methods="$decode_methods beam_lm"
 fi
 models=("$exp"); [ "$kind" = paraformer ] && [ "$mwer_steps" -gt 0 ] && models+=("$exp/mwer")
 decode_device=$device; [ "$decode_device" = auto ] && decode_device=cpu
@@ -70,7 +72,7 @@ if stage 1; then
     $python -m speechseq.bin.tokenizer --manifest "$data/$train_set.jsonl" --out "$exp" \
       --model-type "$tok_type" --vocab-size "$tok_size"
   fi
-  if [ "$kind" = ctc ] && [ "$lm_order" -gt 0 ]; then
+  if [ "$kind" != aed ] && [ "$lm_order" -gt 0 ]; then
     $python -m speechseq.bin.lm --manifest "$data/$train_set.jsonl" --tokenizer "$exp/tokenizer.model" \
       --order "$lm_order" --out "$exp/lm.arpa"
   fi

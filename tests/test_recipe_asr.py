@@ -48,3 +48,24 @@ def test_ctc_recipe_builds_an_lm_and_decodes_with_it(tmp_path, fsdd_tiny):
                            str(tmp_path / "nowhere")], env={**env, "exp": str(tmp_path / "exp_bad")},
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode != 0 and "not a model directory" in proc.stderr
+
+
+def test_paraformer_recipe_decodes_greedy_and_with_the_lm(tmp_path, fsdd_tiny):
+    data = tmp_path / "data"
+    data.mkdir()
+    shutil.copy(fsdd_tiny["train"], data / "train.jsonl")
+    shutil.copy(fsdd_tiny["dev"], data / "dev.jsonl")
+    shutil.copy(fsdd_tiny["dev"], data / "test.jsonl")
+    exp = tmp_path / "exp"
+    env = {**os.environ, "data": str(data), "exp": str(exp),
+           "config": str(ROOT / "recipes/conf/debug/paraformer_debug.yaml"), "PYTHONPATH": str(ROOT),
+           "OMP_NUM_THREADS": "1", "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    proc = subprocess.run([str(ROOT / "recipes/asr.sh"), "--stage", "1", "--lm-order", "3", "--beam-size", "3",
+                           "--mwer-steps", "0", "--train-args", "train.max_steps=4"], env=env, capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert (exp / "lm.arpa").read_text().count("-grams:") == 3
+    summary = json.loads((exp / "decode_test_beam_lm" / "summary.json").read_text())
+    assert summary["method"] == "beam" and summary["lm"] == str(exp / "lm.arpa")
+    rows = [line for line in proc.stdout.splitlines() if line.startswith("| exp/decode_test_")]
+    assert [r.split("|")[2].strip() for r in rows] == ["greedy", "beam (beam 3) + LM (weight 0.6, bonus 1.5)"]
