@@ -22,7 +22,7 @@ def decode_manifest(model_dir: str, manifest: str, out_dir: str, method: str = "
                     batch_size: int = 16, device: str = "cpu", lm: str | None = None, lm_weight: float = 0.5,
                     lm_bonus: float = 1.0) -> dict:
     """Decode every utterance; write ``hyp.jsonl`` and ``summary.json`` (WER, CER, RTF) into ``out_dir``. ``lm``: an
-    ARPA n-gram over the model's tokenizer pieces, fused into the beam search (CTC and AED)."""
+    ARPA n-gram over the model's tokenizer pieces, fused into the beam search (CTC, AED, Paraformer)."""
     asr = load_asr(model_dir, device)
     fusion = asr.load_lm(lm, lm_weight, lm_bonus) if lm else None
     utts = read_manifest(manifest)

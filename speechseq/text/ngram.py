@@ -1,5 +1,5 @@
 """Token n-gram language model (interpolated Kneser-Ney), ARPA in and out, for shallow fusion in beam search
-(CTC prefix beam, AED beam).
+(CTC prefix beam, AED beam, Paraformer beam over CIF slots).
 
 The LM is estimated over the ASR tokenizer's pieces (one "word" per SentencePiece piece), so the beam search scores
 a token extension with one table lookup and needs no word-boundary bookkeeping. A 6-gram over BPE pieces spans
