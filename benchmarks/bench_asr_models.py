@@ -40,7 +40,7 @@ from speechseq.asr.conformer import ConformerConfig  # noqa: E402
 from speechseq.asr.model import AsrModelConfig, build_asr_model  # noqa: E402
 from speechseq.audio.io import load_audio  # noqa: E402
 from speechseq.data.manifest import read_manifest  # noqa: E402
-from speechseq.infer.recognizer import MIN_PAD_S, load_asr  # noqa: E402
+from speechseq.infer.recognizer import load_asr  # noqa: E402
 from speechseq.layers.decoder import DecoderConfig  # noqa: E402
 from speechseq.text.score import error_rates  # noqa: E402
 
@@ -71,10 +71,9 @@ def trained_rows(models: list[tuple[str, str]], manifest: str, beam_size: int, b
 
             cands[label] = run
     timings = time_interleaved(cands, repeat=repeat, warmup=0)
-    aed_beam = next((t.median_s for (n, m), t in timings.items() if n.startswith("aed") and m == f"beam{beam_size}"),
-                    float("nan"))
-    aed_beam_dec = next((t.median_s - timings[(n, ENCODER)].median_s for (n, m), t in timings.items()
-                         if n.startswith("aed") and m == f"beam{beam_size}"), float("nan"))
+    aed_key = next(((n, m) for n, m in timings if n.startswith("aed") and m == f"beam{beam_size}"), None)
+    aed_beam = timings[aed_key].median_s if aed_key else float("nan")
+    aed_beam_dec = aed_beam - timings[(aed_key[0], ENCODER)].median_s if aed_key else float("nan")
     rows = []
     for (name, method), t in timings.items():
         if method == ENCODER:
@@ -95,16 +94,11 @@ def encoder_pass(asr, waves: list[tuple[object, int]], batch_size: int):
     """A candidate that runs only the front end, encoder and CTC head over the same batches as ``transcribe``: the
     part every decoding method shares, so row time minus this is the decoder's own time."""
     encoder = asr.model if asr.kind == "ctc" else asr.model.ctc
-    order = sorted(range(len(waves)), key=lambda i: len(waves[i][0]))
+    samples = [w for w, _ in waves]  # already at the model's rate
 
     @torch.no_grad()
     def run():
-        for start in range(0, len(order), batch_size):
-            idx = order[start:start + batch_size]
-            lens = torch.tensor([len(waves[i][0]) for i in idx])
-            padded = torch.zeros(len(idx), max(int(lens.max()), int(MIN_PAD_S * SAMPLE_RATE)))
-            for row, i in enumerate(idx):
-                padded[row, : len(waves[i][0])] = torch.from_numpy(waves[i][0])
+        for _, padded, lens in asr.padded_batches(samples, batch_size):
             encoder(padded, lens)
     return run
 

@@ -11,16 +11,22 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_ctc_recipe_builds_an_lm_and_decodes_with_it(tmp_path, fsdd_tiny):
+def recipe_env(tmp_path: Path, fsdd_tiny, config: str) -> tuple[Path, dict[str, str]]:
+    """A data folder of a few FSDD digits (dev doubles as test) and the environment recipes/asr.sh reads:
+    returns the experiment folder and the environment."""
     data = tmp_path / "data"
     data.mkdir()
     shutil.copy(fsdd_tiny["train"], data / "train.jsonl")
     shutil.copy(fsdd_tiny["dev"], data / "dev.jsonl")
     shutil.copy(fsdd_tiny["dev"], data / "test.jsonl")
     exp = tmp_path / "exp"
-    env = {**os.environ, "data": str(data), "exp": str(exp), "config": str(ROOT / "recipes/conf/debug/ctc_debug.yaml"),
-           "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1",
-           "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    env = {**os.environ, "data": str(data), "exp": str(exp), "config": str(ROOT / config), "PYTHONPATH": str(ROOT),
+           "OMP_NUM_THREADS": "1", "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    return exp, env
+
+
+def test_ctc_recipe_builds_an_lm_and_decodes_with_it(tmp_path, fsdd_tiny):
+    exp, env = recipe_env(tmp_path, fsdd_tiny, "recipes/conf/debug/ctc_debug.yaml")
     proc = subprocess.run([str(ROOT / "recipes/asr.sh"), "--stage", "1", "--lm-order", "3", "--lm-weight", "0.3",
                            "--beam-size", "3"], env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-4000:]
@@ -51,15 +57,7 @@ def test_ctc_recipe_builds_an_lm_and_decodes_with_it(tmp_path, fsdd_tiny):
 
 
 def test_paraformer_recipe_decodes_greedy_and_with_the_lm(tmp_path, fsdd_tiny):
-    data = tmp_path / "data"
-    data.mkdir()
-    shutil.copy(fsdd_tiny["train"], data / "train.jsonl")
-    shutil.copy(fsdd_tiny["dev"], data / "dev.jsonl")
-    shutil.copy(fsdd_tiny["dev"], data / "test.jsonl")
-    exp = tmp_path / "exp"
-    env = {**os.environ, "data": str(data), "exp": str(exp),
-           "config": str(ROOT / "recipes/conf/debug/paraformer_debug.yaml"), "PYTHONPATH": str(ROOT),
-           "OMP_NUM_THREADS": "1", "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    exp, env = recipe_env(tmp_path, fsdd_tiny, "recipes/conf/debug/paraformer_debug.yaml")
     proc = subprocess.run([str(ROOT / "recipes/asr.sh"), "--stage", "1", "--lm-order", "3", "--beam-size", "3",
                            "--mwer-steps", "0", "--train-args", "train.max_steps=4"], env=env, capture_output=True,
                           text=True, timeout=600)

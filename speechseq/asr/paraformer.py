@@ -339,11 +339,9 @@ def slot_beam_search(logp: Tensor, beam_size: int, lm: LmFusion) -> tuple[list[i
                     grown.append((rank + lp + lm_term + bonus, score + lp + lm_term + bonus, toks + (c,), False))
         grown.sort(key=lambda e: -e[0])
         beam = grown[:beam_size]
-    finals = [(rank, score, toks) if ended else
-              (rank + w * lm.scorer.score(toks, EOS_ID), score + w * lm.scorer.score(toks, EOS_ID), toks)
-              for rank, score, toks, ended in beam]
-    _, score, toks = max(finals, key=lambda e: e[0])
-    return list(toks), score
+    end = [0.0 if ended else w * lm.scorer.score(toks, EOS_ID) for _, _, toks, ended in beam]  # alive: </s>
+    best = max(range(len(beam)), key=lambda i: beam[i][0] + end[i])
+    return list(beam[best][2]), beam[best][1] + end[best]
 
 
 def append_tail(alphas: Tensor, hidden: Tensor, lens: Tensor, tail_threshold: float) -> tuple[Tensor, Tensor]:

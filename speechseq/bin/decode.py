@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model-dir", required=True)
     p.add_argument("--manifest", required=True)
     p.add_argument("--out", required=True, help="output folder for hyp.jsonl and summary.json")
-    p.add_argument("--method", default="greedy", choices=["greedy", "beam"], 
+    p.add_argument("--method", default="greedy", choices=["greedy", "beam"],
                    help="beam: CTC prefix beam, AED beam search, Paraformer beam over its CIF slots (= greedy "
                         "without --lm)")
     p.add_argument("--beam-size", type=int, default=10)

@@ -13,11 +13,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence, Union
+from typing import Iterator, Sequence, Union
 
 import numpy as np
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from speechseq.asr.ctc import WordTime, word_times
 from speechseq.asr.model import build_asr_model
@@ -93,6 +93,21 @@ class Recognizer:
         + ``length_bonus`` per token; Paraformer's beam over its CIF slots likewise."""
         return LmFusion(TokenLmScorer(read_arpa(arpa), self.tokenizer), weight, length_bonus)
 
+    def padded_batches(self, waves: Sequence[np.ndarray], batch_size: int
+                       ) -> Iterator[tuple[list[int], Tensor, Tensor]]:
+        """The batches ``transcribe`` decodes: waves (at the model's rate) sorted by length, ``batch_size`` at a time,
+        as (their indices, zero-padded (B, S) samples, (B,) lengths), on the recognizer's device."""
+        order = sorted(range(len(waves)), key=lambda i: len(waves[i]))
+        for start in range(0, len(order), batch_size):
+            idx = order[start:start + batch_size]
+            lens = torch.tensor([len(waves[i]) for i in idx])
+            # at least MIN_PAD_S wide so that a batch of very short clips still yields encoder frames (a clip too
+            # short for one frame gets lens 0 -> an empty transcript) instead of a conv error inside the model
+            padded = torch.zeros(len(idx), max(int(lens.max()), int(MIN_PAD_S * self.sample_rate)))
+            for row, i in enumerate(idx):
+                padded[row, : len(waves[i])] = torch.from_numpy(waves[i])
+            yield idx, padded.to(self.device), lens.to(self.device)
+
     @torch.no_grad()
     def transcribe(self, inputs: AudioInput | Sequence[AudioInput], batch_size: int = 8, method: str = "greedy",
                    beam_size: int = 10, word_timestamps: bool = False, lm: LmFusion | None = None
@@ -127,21 +142,9 @@ class Recognizer:
                                                             and not isinstance(inputs[0], (str, Path, tuple)))
         items = [inputs] if single else list(inputs)
         waves = [self._load(x, "input array" if single else f"inputs[{i}]") for i, x in enumerate(items)]
-        order = sorted(range(len(waves)), key=lambda i: len(waves[i]))
         results: list[Transcript | None] = [None] * len(waves)
-        for start in range(0, len(order), batch_size):
-            idx = order[start:start + batch_size]
-            lens = torch.tensor([len(waves[i]) for i in idx])
-            # at least MIN_PAD_S wide so that a batch of very short clips still yields encoder frames (a clip too
-            # short for one frame gets lens 0 -> an empty transcript) instead of a conv error inside the model
-            padded = torch.zeros(len(idx), max(int(lens.max()), int(MIN_PAD_S * self.sample_rate)))
-            for row, i in enumerate(idx):
-                padded[row, : len(waves[i])] = torch.from_numpy(waves[i])
-            padded, lens = padded.to(self.device), lens.to(self.device)
-            if lm is None:
-                hyps = self.model.recognize(padded, lens, method, beam_size, spans=word_timestamps)
-            else:
-                hyps = self.model.recognize(padded, lens, method, beam_size, spans=word_timestamps, lm=lm)
+        for idx, padded, lens in self.padded_batches(waves, batch_size):
+            hyps = self.model.recognize(padded, lens, method, beam_size, spans=word_timestamps, lm=lm)
             shift = self.model.frame_shift_s
             for i, hyp in zip(idx, hyps):
                 words = token_times = None
