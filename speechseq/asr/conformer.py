@@ -17,7 +17,7 @@ from typing import Literal
 
 from torch import Tensor, nn
 
-from speechseq.layers.attention import RelPositionAttention
+from speechseq.layers.attention import RelPositionAttention, rel_positions
 from speechseq.layers.conv import ConvModule, FeedForward
 from speechseq.layers.masks import attention_mask, valid_mask
 from speechseq.layers.subsampling import Subsampling
@@ -84,10 +84,11 @@ class ConformerBlock(nn.Module):
         self.out_norm = nn.LayerNorm(d)
         self.dropout = nn.Dropout(cfg.dropout)
 
-    def forward(self, x: Tensor, mask: Tensor, valid: Tensor) -> Tensor:
-        """x (B, T, D), mask (B, T, T) bool, valid (B, T) bool -> (B, T, D)."""
+    def forward(self, x: Tensor, mask: Tensor, valid: Tensor, pos: Tensor | None = None) -> Tensor:
+        """x (B, T, D), mask (B, T, T) bool, valid (B, T) bool, pos: optional ``rel_positions(T, T, D)`` shared by
+        the layers -> (B, T, D)."""
         x = x + 0.5 * self.ff1(self.ff1_norm(x))
-        att, _ = self.att(self.att_norm(x), mask)
+        att, _ = self.att(self.att_norm(x), mask, pos=pos)
         x = x + self.dropout(att)
         conv, _ = self.conv(self.conv_norm(x), valid)
         x = x + conv
@@ -123,9 +124,10 @@ class ConformerEncoder(nn.Module):
         t = x.shape[1]
         mask = attention_mask(lens, t, chunk_size, left_chunks)
         valid = valid_mask(lens, t)
+        pos = rel_positions(t, t, self.cfg.d_model, x.device, x.dtype)
         inter = []
         for i, block in enumerate(self.blocks, 1):
-            x = block(x, mask, valid)
+            x = block(x, mask, valid, pos)
             if i in inter_layers and i < len(self.blocks):
                 inter.append(x)
                 if condition is not None:

@@ -58,33 +58,37 @@ class RelPositionAttention(nn.Module):
     def _heads(self, x: Tensor) -> Tensor:
         return x.view(x.shape[0], x.shape[1], self.num_heads, self.head_dim).transpose(1, 2)
 
-    def forward(self, x: Tensor, mask: Tensor, cache: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    def forward(self, x: Tensor, mask: Tensor, cache: Tensor | None = None,
+                pos: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """Self-attention over ``cat(cache, x)`` keys.
 
         Args:
             x: (B, Tq, D) layer input (already normalised).
-            mask: (B, Tq, Tk) bool, True where query i may attend key j; Tk = cache frames + Tq.
+            mask: (B, Tq, Tk) bool, True where query i may attend key j; Tk = cache frames + Tq. Every row must
+                allow at least one key.
             cache: optional (B, Tc, D) earlier layer inputs prepended as keys/values (streaming).
+            pos: optional ``rel_positions(Tq, Tk, D)`` table, to compute it once for all layers.
         Returns:
             (B, Tq, D) output and the (B, Tk, D) key/value input (the next cache is a suffix of it).
         """
         kv_in = x if cache is None else torch.cat([cache, x], dim=1)
         b, tq, d = x.shape
         tk = kv_in.shape[1]
-        w_q, w_k, w_v = self.qkv.weight.chunk(3, dim=0)
-        b_q, b_k, b_v = self.qkv.bias.chunk(3, dim=0)
-        q = self._heads(F.linear(x, w_q, b_q))
-        k = self._heads(F.linear(kv_in, w_k, b_k))
-        v = self._heads(F.linear(kv_in, w_v, b_v))
-        p = self.pos(rel_positions(tq, tk, d, x.device, x.dtype))  # (Tk+Tq-1, D)
-        p = p.view(-1, self.num_heads, self.head_dim).transpose(0, 1)  # (H, P, Dh)
+        if cache is None:  # one matmul for q, k and v
+            q, k, v = self.qkv(x).view(b, tq, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        else:
+            w_q, w_kv = self.qkv.weight.split([d, 2 * d], dim=0)
+            b_q, b_kv = self.qkv.bias.split([d, 2 * d], dim=0)
+            q = self._heads(F.linear(x, w_q, b_q))
+            k, v = F.linear(kv_in, w_kv, b_kv).view(b, tk, 2, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        if pos is None:
+            pos = rel_positions(tq, tk, d, x.device, x.dtype)
+        p = self.pos(pos).view(-1, self.num_heads, self.head_dim).transpose(0, 1)  # (H, Tk+Tq-1, Dh)
         scale = 1.0 / math.sqrt(self.head_dim)
-        ac = torch.matmul(q + self.pos_bias_u[None, :, None], k.transpose(-1, -2))
-        bd = rel_shift(torch.matmul(q + self.pos_bias_v[None, :, None], p.transpose(-1, -2)[None]), tk)
-        scores = (ac + bd) * scale
-        scores = scores.masked_fill(~mask[:, None], torch.finfo(scores.dtype).min)
-        attn = torch.softmax(scores, dim=-1)
-        if self.training and self.dropout > 0:
-            attn = F.dropout(attn, self.dropout)
-        y = torch.matmul(attn, v).transpose(1, 2).reshape(b, tq, d)
-        return self.out(y), kv_in
+        # The position term enters as an additive bias; the content term, softmax and weighted sum run fused
+        # (scaled_dot_product_attention computes (q + u) k^T * scale + bias).
+        bd = rel_shift(torch.matmul(q + self.pos_bias_v[None, :, None], p.transpose(-1, -2)[None]), tk) * scale
+        bd = bd.masked_fill(~mask[:, None], float("-inf"))
+        y = F.scaled_dot_product_attention(q + self.pos_bias_u[None, :, None], k, v, attn_mask=bd,
+                                           dropout_p=self.dropout if self.training else 0.0)
+        return self.out(y.transpose(1, 2).reshape(b, tq, d)), kv_in

@@ -43,8 +43,10 @@ class ConvModule(nn.Module):
         Returns:
             (B, T, D) output and the (B, D, T + K-1) depthwise input incl. the cache/left padding.
         """
-        h = F.glu(self.pointwise_in(x.transpose(1, 2)), dim=1)  # (B, D, T)
-        h = h * valid[:, None, :].to(h.dtype)
+        # The pointwise convs run as matmuls on (B, T, D) (their (out, in, 1) weights seen as (out, in)): no transposes
+        # around them; only the depthwise conv works on (B, D, T).
+        h = F.glu(F.linear(x, self.pointwise_in.weight[:, :, 0], self.pointwise_in.bias), dim=-1)  # (B, T, D)
+        h = (h * valid[:, :, None].to(h.dtype)).transpose(1, 2)  # (B, D, T)
         if self.causal:
             left = cache if cache is not None else h.new_zeros(h.shape[0], h.shape[1], self.kernel_size - 1)
             h = torch.cat([left, h], dim=2)
@@ -53,12 +55,9 @@ class ConvModule(nn.Module):
             pad = (self.kernel_size - 1) // 2
             padded = F.pad(h, (pad, pad))
         h = self.depthwise(padded)
-        if self.norm_kind == "layer":
-            h = self.norm(h.transpose(1, 2)).transpose(1, 2)
-        else:
-            h = self.norm(h)
-        h = self.pointwise_out(F.silu(h))
-        return self.dropout(h.transpose(1, 2)), padded
+        h = self.norm(h.transpose(1, 2)) if self.norm_kind == "layer" else self.norm(h).transpose(1, 2)  # (B, T, D)
+        h = F.linear(F.silu(h), self.pointwise_out.weight[:, :, 0], self.pointwise_out.bias)
+        return self.dropout(h), padded
 
 
 class FeedForward(nn.Module):
