@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from speechseq.asr.conformer import ConformerConfig
-from speechseq.asr.ctc import BLANK, CtcConfig, CtcModel, Hypothesis, TokenSpan, attach_spans, ctc_token_spans
+from speechseq.asr.ctc import BLANK, CtcConfig, CtcModel, Hypothesis, TokenSpan, attach_spans
 from speechseq.asr.frontend import Frontend, FrontendConfig
 from speechseq.layers.decoder import IGNORE, KV, DecoderConfig, TransformerDecoder, append_eos, sinusoidal_positions
 from speechseq.layers.masks import valid_mask
@@ -169,7 +169,7 @@ class AedModel(nn.Module):
                                     enc.log_probs, lm)
         else:
             raise ValueError(f"unknown AED decoding method {method!r} (choices: greedy, beam)")
-        return attach_spans(hyps, ctc_token_spans(enc, hyps)) if spans else hyps
+        return attach_spans(hyps, self.ctc.spans_of(enc, hyps)) if spans else hyps
 
     def _mask_special(self, logp: Tensor, step: int, min_len: int, capped: Tensor) -> Tensor:
         """No <blank> or <bos>; no <eos> before ``min_len``; rows out of their token budget (``capped``) may only
@@ -278,7 +278,7 @@ class AedModel(nn.Module):
     @torch.no_grad()
     def token_spans(self, waves: Tensor, wave_lens: Tensor, hyps: list[Hypothesis]) -> list[list[TokenSpan]]:
         """Frames of every hypothesis token by forced alignment with the encoder's CTC head."""
-        return ctc_token_spans(self.ctc(waves, wave_lens), hyps)
+        return self.ctc.spans_of(self.ctc(waves, wave_lens), hyps)
 
 
 class CtcPrefixScorer:

@@ -4,6 +4,12 @@ Training loss: ``(1 - w) * CTC(final) + w * mean(CTC(inter_k))`` with ``w = inte
 ``self_condition``, after each intermediate layer the hidden state gets ``x + Linear(softmax(head(x)))`` so later
 layers are conditioned on earlier predictions (Nozaki & Komatsu, 2021; used by OWSM-CTC).
 
+Label priors (Huang et al., 2024, "Less peaky and more accurate CTC forced alignment by label priors"): with
+``prior_weight`` a > 0 the CTC loss scores paths with ``log p(k | x_t) - a * log prior(k)``, where the prior is a running
+average of the model's own posteriors over training frames (a buffer, saved with the weights). Blank dominates the
+prior, so paths with fewer blanks gain: the posteriors get less peaky and a token's frames cover more of its sound.
+Forced alignment subtracts the same term (:meth:`CtcModel.alignment_scores`); recognition uses the plain posteriors.
+
 Decoding: batched greedy; CTC prefix beam search; CTC forced alignment (Viterbi) with token and word times.
 Dims: B batch, N samples, T' encoder frames, V vocabulary (blank = 0), L target tokens.
 """
@@ -20,6 +26,7 @@ from torch import Tensor, nn
 
 from speechseq.asr.conformer import ConformerConfig, ConformerEncoder
 from speechseq.asr.frontend import Frontend, FrontendConfig
+from speechseq.errors import ConfigError
 from speechseq.text.ngram import LmFusion
 from speechseq.text.tokenizer import EOS_ID
 
@@ -34,11 +41,21 @@ class CtcConfig:
         inter_layers: 1-based encoder layers with an intermediate CTC loss (e.g. (3, 6) of 8).
         inter_weight: weight w of the mean intermediate loss.
         self_condition: feed intermediate predictions back into the encoder.
+        prior_weight: a of label-prior CTC (0 = plain CTC); the paper's range is about 0.3-1.
+        prior_momentum: the prior is updated each training step as ``m * prior + (1 - m) * batch mean posterior``.
     """
 
     inter_layers: tuple[int, ...] = ()
     inter_weight: float = 0.0
     self_condition: bool = False
+    prior_weight: float = 0.0
+    prior_momentum: float = 0.99
+
+    def __post_init__(self) -> None:
+        if self.prior_weight < 0:
+            raise ConfigError(f"ctc.prior_weight must be >= 0, got {self.prior_weight}")
+        if not 0.0 <= self.prior_momentum < 1.0:
+            raise ConfigError(f"ctc.prior_momentum must be in [0, 1), got {self.prior_momentum}")
 
 
 @dataclass
@@ -77,6 +94,8 @@ class CtcModel(nn.Module):
         self.condition = SelfCondition(self.head, encoder.d_model) if ctc.self_condition else None
         self.frame_shift_s = frontend.fbank.frame_shift_ms / 1000.0 * encoder.subsampling_factor
         """Seconds per encoder frame."""
+        if ctc.prior_weight > 0:  # only then: older model directories load unchanged
+            self.register_buffer("log_prior", torch.full((vocab_size,), -math.log(vocab_size)))
 
     def forward(self, waves: Tensor, wave_lens: Tensor, tokens: Tensor | None = None,
                 token_lens: Tensor | None = None) -> CtcOutput:
@@ -94,15 +113,37 @@ class CtcModel(nn.Module):
         log_probs = self.head(enc.y).float().log_softmax(-1)
         if tokens is None:
             return CtcOutput(None, log_probs, enc.y_lens, {}, enc.y)
-        loss = ctc_loss(log_probs, enc.y_lens, tokens, token_lens)
+        if self.training and self.ctc_cfg.prior_weight > 0:
+            self._update_prior(log_probs, enc.y_lens)
+        loss = self._loss(log_probs, enc.y_lens, tokens, token_lens)
         metrics = {"ctc": loss.item()}
         if use_inter and enc.inter:
-            inter = torch.stack([ctc_loss(self.head(h).float().log_softmax(-1), enc.y_lens, tokens, token_lens)
+            inter = torch.stack([self._loss(self.head(h).float().log_softmax(-1), enc.y_lens, tokens, token_lens)
                                  for h in enc.inter]).mean()
             metrics["inter_ctc"] = inter.item()
             w = self.ctc_cfg.inter_weight
             loss = (1 - w) * loss + w * inter
         return CtcOutput(loss, log_probs, enc.y_lens, metrics, enc.y)
+
+    def _loss(self, log_probs: Tensor, lens: Tensor, tokens: Tensor, token_lens: Tensor) -> Tensor:
+        if self.ctc_cfg.prior_weight > 0:
+            return ctc_loss_unnormalized(self.alignment_scores(log_probs), lens, tokens, token_lens)
+        return ctc_loss(log_probs, lens, tokens, token_lens)
+
+    def alignment_scores(self, log_probs: Tensor) -> Tensor:
+        """(..., V) log-posteriors -> the frame scores that training's CTC loss and forced alignment use:
+        ``log_probs - prior_weight * log_prior`` for a label-prior model, else ``log_probs`` itself."""
+        if self.ctc_cfg.prior_weight <= 0:
+            return log_probs
+        return log_probs - self.ctc_cfg.prior_weight * self.log_prior
+
+    @torch.no_grad()
+    def _update_prior(self, log_probs: Tensor, lens: Tensor) -> None:
+        """Move the prior towards this batch's mean posterior over its valid frames (B, T', V), (B,)."""
+        valid = (torch.arange(log_probs.shape[1], device=lens.device)[None] < lens[:, None]).unsqueeze(-1)
+        mean = (log_probs.exp() * valid).sum((0, 1)) / valid.sum().clamp(min=1)
+        m = self.ctc_cfg.prior_momentum
+        self.log_prior.copy_((m * self.log_prior.exp() + (1 - m) * mean).clamp(min=1e-10).log())
 
     @torch.no_grad()
     def recognize(self, waves: Tensor, wave_lens: Tensor, method: str = "greedy", beam_size: int = 10,
@@ -119,12 +160,23 @@ class CtcModel(nn.Module):
             hyps = [nbest[0] for nbest in prefix_beam_search(out.log_probs, out.lens, beam_size, lm=lm)]
         else:
             raise ValueError(f"unknown CTC decoding method {method!r} (choices: greedy, beam)")
-        return attach_spans(hyps, ctc_token_spans(out, hyps)) if spans else hyps
+        return attach_spans(hyps, self.spans_of(out, hyps)) if spans else hyps
 
     @torch.no_grad()
     def token_spans(self, waves: Tensor, wave_lens: Tensor, hyps: list[Hypothesis]) -> list[list[TokenSpan]]:
         """Frames of every hypothesis token, by CTC forced alignment (empty where the tokens do not fit)."""
-        return ctc_token_spans(self(waves, wave_lens), hyps)
+        return self.spans_of(self(waves, wave_lens), hyps)
+
+    def spans_of(self, out: CtcOutput, hyps: list[Hypothesis]) -> list[list[TokenSpan]]:
+        """Forced alignment of each hypothesis' tokens to this model's output ``out`` of the same batch."""
+        scores = self.alignment_scores(out.log_probs)
+        spans = []
+        for b, hyp in enumerate(hyps):
+            try:
+                spans.append(forced_align(scores[b, : int(out.lens[b])], hyp.tokens))
+            except ValueError:  # more tokens than frames (possible for attention decoders): no times
+                spans.append([])
+        return spans
 
 
 def attach_spans(hyps: list[Hypothesis], spans: list[list[TokenSpan]]) -> list[Hypothesis]:
@@ -134,21 +186,29 @@ def attach_spans(hyps: list[Hypothesis], spans: list[list[TokenSpan]]) -> list[H
     return hyps
 
 
-def ctc_token_spans(out: CtcOutput, hyps: list[Hypothesis]) -> list[list[TokenSpan]]:
-    spans = []
-    for b, hyp in enumerate(hyps):
-        try:
-            spans.append(forced_align(out.log_probs[b, : int(out.lens[b])], hyp.tokens))
-        except ValueError:  # more tokens than frames (possible for attention decoders): no times
-            spans.append([])
-    return spans
-
-
 def ctc_loss(log_probs: Tensor, lens: Tensor, tokens: Tensor, token_lens: Tensor) -> Tensor:
     """Mean over utterances of the per-utterance CTC loss (summed over frames); infeasible items give 0."""
     loss = F.ctc_loss(log_probs.transpose(0, 1), tokens, lens, token_lens, blank=BLANK, reduction="none",
                       zero_infinity=True)
     return loss.mean()
+
+
+def ctc_loss_unnormalized(scores: Tensor, lens: Tensor, tokens: Tensor, token_lens: Tensor) -> Tensor:
+    """:func:`ctc_loss` of frame scores that need not sum to one per frame (label-prior CTC), with exact gradients.
+
+    ``F.ctc_loss`` returns the right value for such scores but a wrong gradient (its backward assumes log-softmax
+    inputs). Every path takes one label per frame, so ``-log sum_paths prod_t exp(s)`` equals the CTC loss of
+    ``log_softmax(s)`` minus ``sum_t logsumexp(s_t)``, and both of those have correct gradients. Infeasible items
+    (more frames needed than there are) give 0, as in :func:`ctc_loss`.
+    """
+    per_utt = F.ctc_loss(scores.log_softmax(-1).transpose(0, 1), tokens, lens, token_lens, blank=BLANK,
+                         reduction="none", zero_infinity=True)
+    frames = torch.arange(scores.shape[1], device=scores.device)[None] < lens[:, None]
+    log_norm = (scores.logsumexp(-1) * frames).sum(1)
+    positions = torch.arange(tokens.shape[1], device=tokens.device)[None]
+    repeats = ((tokens[:, 1:] == tokens[:, :-1]) & (positions[:, 1:] < token_lens[:, None])).sum(1)
+    feasible = token_lens + repeats <= lens
+    return torch.where(feasible, per_utt - log_norm, torch.zeros_like(per_utt)).mean()
 
 
 # ----------------------------------------------------------------------------------------------------- decoding

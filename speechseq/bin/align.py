@@ -64,7 +64,7 @@ def align_manifest(model_dir: str, manifest: str, out_path: str, device: str = "
                 out = ctc(torch.from_numpy(wave)[None].to(device), torch.tensor([len(wave)], device=device))
                 tokens = tokenizer.encode(u.text)
                 try:
-                    spans = forced_align(out.log_probs[0, : int(out.lens[0])], tokens)
+                    spans = forced_align(ctc.alignment_scores(out.log_probs)[0, : int(out.lens[0])], tokens)
                 except ValueError as e:
                     print(f"{u.id}: {e}")
                     continue

@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from speechseq.asr.conformer import ConformerConfig
-from speechseq.asr.ctc import CtcConfig, CtcModel, forced_align, greedy_decode, prefix_beam_search, word_times
+from speechseq.asr.ctc import (CtcConfig, CtcModel, Hypothesis, ctc_loss, ctc_loss_unnormalized, forced_align, greedy_decode,
+                               prefix_beam_search, word_times)
 from speechseq.asr.frontend import FrontendConfig
 from speechseq.audio.transforms import FbankConfig
 
@@ -79,12 +80,14 @@ def test_forced_align_spans_and_word_times():
         forced_align(lp[:3], [1, 2, 2, 3])
 
 
-def tiny_model(self_condition=False):
+def tiny_model(self_condition=False, prior_weight=0.0):
     torch.manual_seed(0)
     fe = FrontendConfig(fbank=FbankConfig(n_mels=24), specaug_enabled=False)
     enc = ConformerConfig(num_features=24, d_model=32, num_layers=2, num_heads=4, conv_kernel=5, dropout=0.0,
                           attention_dropout=0.0)
-    return CtcModel(fe, enc, CtcConfig(inter_layers=(1,), inter_weight=0.3, self_condition=self_condition), 8)
+    ctc = CtcConfig(inter_layers=(1,), inter_weight=0.3, self_condition=self_condition, prior_weight=prior_weight,
+                    prior_momentum=0.9)
+    return CtcModel(fe, enc, ctc, 8)
 
 
 def test_ctc_loss_decreases_on_toy_set():
@@ -129,3 +132,68 @@ def test_unknown_decode_method():
     model = tiny_model().eval()
     with pytest.raises(ValueError, match="unknown CTC decoding method 'viterbi'"):
         model.recognize(torch.zeros(1, 4000), torch.tensor([4000]), "viterbi")
+
+
+def test_unnormalized_ctc_loss_has_exact_gradients():
+    """F.ctc_loss's gradient is wrong for scores that are not log-softmax outputs; ours matches finite differences,
+    its value equals F.ctc_loss's, and an infeasible item gives 0 and no gradient."""
+    torch.manual_seed(0)
+    scores = torch.randn(2, 6, 4, dtype=torch.float64, requires_grad=True)
+    # item 1: [3, 1, 1] needs 4 frames (a blank between the repeated 1s) and has 3
+    lens, tokens, tlens = torch.tensor([6, 3]), torch.tensor([[1, 2, 2], [3, 1, 1]]), torch.tensor([3, 3])
+    loss = ctc_loss_unnormalized(scores, lens, tokens, tlens)
+    direct = torch.nn.functional.ctc_loss(scores[:1].transpose(0, 1), tokens[:1], lens[:1], tlens[:1], reduction="sum")
+    assert torch.allclose(loss, direct / 2)
+    grad, = torch.autograd.grad(loss, scores)
+    assert torch.all(grad[1] == 0)
+    eps, numeric = 1e-6, torch.zeros_like(scores)
+    with torch.no_grad():
+        for idx in itertools.product(range(2), range(6), range(4)):
+            d = torch.zeros_like(scores)
+            d[idx] = eps
+            numeric[idx] = (ctc_loss_unnormalized(scores + d, lens, tokens, tlens)
+                            - ctc_loss_unnormalized(scores - d, lens, tokens, tlens)) / (2 * eps)
+    assert torch.allclose(grad, numeric, atol=1e-6)
+    wrong, = torch.autograd.grad(ctc_loss(scores, lens, tokens, tlens), scores)
+    assert not torch.allclose(wrong, numeric, atol=1e-2)
+
+
+def test_label_prior_training_tracks_prior_and_widens_token_spans():
+    """The prior is a running mean of the posteriors, it is saved with the weights, and after the
+    same toy training a label-prior model's Viterbi alignment gives the tokens more frames than plain CTC's."""
+    g = torch.Generator().manual_seed(1)
+    waves = torch.randn(4, 8000, generator=g) * 0.1
+    lens = torch.tensor([8000, 7000, 6000, 5000])
+    tokens = torch.tensor([[4, 5, 6], [5, 6, 0], [7, 4, 0], [6, 0, 0]])
+    tlens = torch.tensor([3, 2, 2, 1])
+    token_frames = {}
+    for weight in (0.0, 1.0):
+        model = tiny_model(prior_weight=weight)
+        assert ("log_prior" in model.state_dict()) == (weight > 0)  # plain models keep their old layout
+        model.frontend.set_stats(*model.frontend.raw_features(waves, lens))
+        opt = torch.optim.Adam(model.parameters(), 5e-3)
+        model.train()
+        losses = []
+        for _ in range(60):
+            out = model(waves, lens, tokens, tlens)
+            opt.zero_grad()
+            out.loss.backward()
+            opt.step()
+            losses.append(out.loss.item())
+        assert losses[-1] < 0.3 * losses[0]
+        model.eval()
+        if weight > 0:
+            assert torch.isclose(model.log_prior.exp().sum(), torch.tensor(1.0), atol=1e-3)
+            out = model(waves, lens)
+            assert torch.allclose(model.alignment_scores(out.log_probs), out.log_probs - model.log_prior)
+            # the update: m * prior + (1 - m) * mean posterior over the valid frames only
+            lp = torch.tensor([[[0.5, 0.5, 0, 0, 0, 0, 0, 0], [0, 0, 0, 0, 0, 0, 0, 1.0]]]).clamp(min=1e-12).log()
+            model.log_prior.fill_(math.log(1 / 8))
+            model._update_prior(lp, torch.tensor([1]))
+            expected = 0.9 / 8 + 0.1 * torch.tensor([0.5, 0.5, 0, 0, 0, 0, 0, 0])
+            assert torch.allclose(model.log_prior.exp(), expected, atol=1e-6)
+        refs = [Hypothesis(t[:n].tolist(), [], 0.0) for t, n in zip(tokens, tlens)]
+        spans = model.token_spans(waves, lens, refs)
+        assert [[s.token for s in sp] for sp in spans] == [r.tokens for r in refs]
+        token_frames[weight] = sum(s.end - s.start for sp in spans for s in sp)
+    assert token_frames[1.0] > token_frames[0.0]
