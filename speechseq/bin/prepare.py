@@ -48,7 +48,8 @@ def _fsdd(args: argparse.Namespace) -> dict[str, Path]:
     data_dir = args.data_dir if args.download is None else download_fsdd(args.download, args.url or FSDD_URL)
     extra = ()
     if args.synth_digits is not None:
-        extra = (make_word_set(args.synth_digits, list(DIGIT_WORDS), num_jobs=args.num_jobs, name="digits"),)
+        extra = (make_word_set(args.synth_digits, list(DIGIT_WORDS), num_jobs=args.num_jobs, name="digits",
+                               variants=args.synth_variants),)
     return prepare_fsdd(data_dir, args.out, test_speakers=_names(args.test_speakers),
                         dev_speakers=_names(args.dev_speakers), extra_train=extra)
 
@@ -104,6 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="comma-separated (default: none; dev is every 10th training-speaker utterance)")
     p.add_argument("--synth-digits", default=None, type=Path, metavar="DIR",
                    help="also train on the ten digits spoken by every installed TTS voice, synthesized into DIR")
+    p.add_argument("--synth-variants", type=int, default=0, metavar="N",
+                   help="with --synth-digits: also N random speed/pitch variants of every voice")
     p.add_argument("--num-jobs", type=int, default=2, help="TTS processes run in parallel (--synth-digits)")
     p.set_defaults(func=_fsdd)
 

@@ -278,6 +278,34 @@ def train_variants(voices: list[Voice]) -> list[Voice]:
     return out
 
 
+# Ranges :func:`random_prosody_variants` draws from: speaking rate (wpm) for every engine, and pitch (espeak-ng base
+# pitch 0-99, flite mean F0 in Hz; festival takes none). They span slow to fast speech and male to female F0.
+_VARIANT_SPEED_WPM = (120, 220)
+_VARIANT_PITCH = {"espeak-ng": (15, 85), "flite": (80, 240)}
+
+
+def random_prosody_variants(voices: list[Voice], count: int, seed: int = 0) -> list[Voice]:
+    """``count`` extra renditions of every voice, each at a random speaking rate and (espeak-ng, flite) pitch drawn
+    from the ranges above; deterministic for a seed, never a duplicate of an input voice or of each other. For
+    isolated-word sets, where every voice says only a few words, this multiplies the acoustic variety cheaply.
+    Only for voices that may be trained on (see :func:`train_variants`)."""
+    rng = random.Random(seed)
+    seen = {v.id for v in voices}
+    out: list[Voice] = []
+    for v in voices:
+        made, tries = 0, 0
+        while made < count and tries < 20 * count:
+            tries += 1
+            speed = rng.randint(*_VARIANT_SPEED_WPM)
+            pitch_range = _VARIANT_PITCH.get(v.engine)
+            variant = Voice(v.engine, v.name, speed, rng.randint(*pitch_range) if pitch_range else None)
+            if variant.id not in seen:
+                seen.add(variant.id)
+                out.append(variant)
+                made += 1
+    return out
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # Sentences
 
@@ -882,7 +910,8 @@ def make_connected_alignment_set(out_dir: str | Path, sentences: list[str], voic
 
 
 def make_word_set(out_dir: str | Path, words: list[str], voices: list[Voice] | None = None,
-                  sample_rate: int = 8000, num_jobs: int = 2, name: str = "words") -> Path:
+                  sample_rate: int = 8000, num_jobs: int = 2, name: str = "words", variants: int = 0,
+                  seed: int = 0) -> Path:
     """Every word spoken alone by every voice: extra speakers for an isolated-word task such as FSDD digits.
 
     With the default voices (every installed voice plus the flite/festival prosody variants of
@@ -898,6 +927,9 @@ def make_word_set(out_dir: str | Path, words: list[str], voices: list[Voice] | N
         sample_rate: Hz of the written wavs.
         num_jobs: engine processes run in parallel.
         name: manifest file stem.
+        variants: also speak every word with this many random prosody variants of each voice
+            (:func:`random_prosody_variants`).
+        seed: seed of those variants.
 
     Returns:
         The manifest path; speakers are the voice ids.
@@ -905,6 +937,8 @@ def make_word_set(out_dir: str | Path, words: list[str], voices: list[Voice] | N
     out = Path(out_dir).resolve()
     if voices is None:
         voices = train_variants(available_voices())
+    if variants > 0:
+        voices = voices + random_prosody_variants(voices, variants, seed)
     if not voices or not words:
         raise SynthesisError(f"make_word_set: no voices ({len(voices)}) or no words ({len(words)}) to synthesize")
     plan = [(f"{v.id}-{name}-{i:03d}-{w.replace(' ', '_')}", w, v, out / "wav" / v.id / f"{i:03d}.wav")

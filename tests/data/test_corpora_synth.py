@@ -22,6 +22,7 @@ from speechseq.data.synthetic import (
     make_connected_alignment_set,
     make_corpus,
     make_word_set,
+    random_prosody_variants,
     scale_config,
     split_sentences,
     split_voices,
@@ -259,3 +260,25 @@ def test_make_word_set_every_voice_says_every_word(tmp_path: Path, voices: list[
     mtimes = [Path(u.audio).stat().st_mtime_ns for u in utts]
     assert read_manifest(make_word_set(tmp_path, ["seven", "two"], chosen, name="digits")) == utts
     assert [Path(u.audio).stat().st_mtime_ns for u in utts] == mtimes
+
+
+def test_random_prosody_variants_are_new_distinct_and_reproducible() -> None:
+    base = [Voice("espeak-ng", "en-us+m3", 165, 45), Voice("flite", "slt"), Voice("festival", "kal_diphone")]
+    variants = random_prosody_variants(base, 3, seed=7)
+    assert len(variants) == 9
+    assert [(v.engine, v.name) for v in variants] == [(b.engine, b.name) for b in base for _ in range(3)]
+    ids = [v.id for v in variants]
+    assert len(set(ids)) == 9 and not set(ids) & {b.id for b in base}
+    assert all(120 <= v.speed_wpm <= 220 for v in variants)
+    assert all(v.pitch is None for v in variants if v.engine == "festival")  # festival takes no pitch target
+    assert all(80 <= v.pitch <= 240 for v in variants if v.engine == "flite")
+    assert random_prosody_variants(base, 3, seed=7) == variants
+    assert random_prosody_variants(base, 3, seed=8) != variants
+
+
+def test_make_word_set_with_variants_speaks_every_word_per_variant(tmp_path: Path, voices: list[Voice]) -> None:
+    chosen = [v for v in voices if v.engine == "espeak-ng"][:1]
+    utts = read_manifest(make_word_set(tmp_path, ["two"], chosen, name="digits", variants=2, seed=3))
+    assert len(utts) == 3 and len({u.speaker for u in utts}) == 3
+    durations = sorted(u.duration for u in utts)
+    assert durations[0] < durations[-1]  # different speaking rates give different lengths

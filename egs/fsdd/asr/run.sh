@@ -4,10 +4,11 @@
 #   egs/fsdd/asr/run.sh --download downloads/fsdd          # fetch the public release (needs internet)
 #   egs/fsdd/asr/run.sh --no-synth-digits                  # FSDD speakers only (default: training also gets the ten
 #                                                          # digits spoken by every installed TTS voice, at 8 kHz)
+#   egs/fsdd/asr/run.sh --synth-variants 4                 # and by 4 random speed/pitch variants of each voice
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(cd "$here/../../.." && pwd)
-data_dir=""; download=""; model=ctc; synth_digits=1
+data_dir=""; download=""; model=ctc; synth_digits=1; synth_variants=0
 args=()
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -15,6 +16,7 @@ while [ $# -gt 0 ]; do
     --model) model=$2; shift 2 ;;
     --download) download=$(realpath -m "$2"); shift 2 ;;
     --no-synth-digits) synth_digits=0; shift ;;
+    --synth-variants) synth_variants=$2; shift 2 ;;
     *) args+=("$1"); shift ;;
   esac
 done
@@ -27,6 +29,6 @@ case "$model" in ctc|paraformer|aed) ;; *) echo "unknown --model $model (ctc, pa
 export exp=${exp:-$here/exp/$model}
 export config=${config:-$root/recipes/conf/asr/${model}_fsdd.yaml}
 src="--data-dir $data_dir"; [ -n "$download" ] && src="--download $download"
-[ "$synth_digits" = 1 ] && src="$src --synth-digits $data/synth_digits"
+[ "$synth_digits" = 1 ] && src="$src --synth-digits $data/synth_digits --synth-variants $synth_variants"
 export prepare_cmd="python -m speechseq.bin.prepare fsdd --out $data $src"
 exec "$root/recipes/asr.sh" "${args[@]}"
