@@ -90,26 +90,36 @@ def tiny_model(self_condition=False, prior_weight=0.0):
     return CtcModel(fe, enc, ctc, 8)
 
 
-def test_ctc_loss_decreases_on_toy_set():
-    model = tiny_model(self_condition=True)
+def toy_batch():
+    """Four noise 'utterances' with fixed targets: (waves, lens, tokens, token_lens)."""
     g = torch.Generator().manual_seed(1)
-    waves = torch.randn(4, 8000, generator=g) * 0.1
-    lens = torch.tensor([8000, 7000, 6000, 5000])
-    tokens = torch.tensor([[4, 5, 6], [5, 6, 0], [7, 4, 0], [6, 0, 0]])
-    tlens = torch.tensor([3, 2, 2, 1])
+    return (torch.randn(4, 8000, generator=g) * 0.1, torch.tensor([8000, 7000, 6000, 5000]),
+            torch.tensor([[4, 5, 6], [5, 6, 0], [7, 4, 0], [6, 0, 0]]), torch.tensor([3, 2, 2, 1]))
+
+
+def train_on_toy_batch(model, steps=60):
+    """Adam on :func:`toy_batch` for ``steps`` steps; returns the losses and leaves the model in eval mode."""
+    waves, lens, tokens, tlens = toy_batch()
     model.frontend.set_stats(*model.frontend.raw_features(waves, lens))
     opt = torch.optim.Adam(model.parameters(), 5e-3)
     model.train()
     losses = []
-    for _ in range(60):
+    for _ in range(steps):
         out = model(waves, lens, tokens, tlens)
         assert "inter_ctc" in out.metrics
         opt.zero_grad()
         out.loss.backward()
         opt.step()
         losses.append(out.loss.item())
-    assert losses[-1] < 0.3 * losses[0]
     model.eval()
+    return losses
+
+
+def test_ctc_loss_decreases_on_toy_set():
+    model = tiny_model(self_condition=True)
+    losses = train_on_toy_batch(model)
+    assert losses[-1] < 0.3 * losses[0]
+    waves, lens, _, _ = toy_batch()
     hyps = model.recognize(waves, lens, "greedy")
     assert [h.tokens for h in hyps] == [[4, 5, 6], [5, 6], [7, 4], [6]]
     beam = model.recognize(waves, lens, "beam", beam_size=4)
@@ -161,27 +171,13 @@ def test_unnormalized_ctc_loss_has_exact_gradients():
 def test_label_prior_training_tracks_prior_and_widens_token_spans():
     """The prior is a running mean of the posteriors, it is saved with the weights, and after the
     same toy training a label-prior model's Viterbi alignment gives the tokens more frames than plain CTC's."""
-    g = torch.Generator().manual_seed(1)
-    waves = torch.randn(4, 8000, generator=g) * 0.1
-    lens = torch.tensor([8000, 7000, 6000, 5000])
-    tokens = torch.tensor([[4, 5, 6], [5, 6, 0], [7, 4, 0], [6, 0, 0]])
-    tlens = torch.tensor([3, 2, 2, 1])
+    waves, lens, tokens, tlens = toy_batch()
     token_frames = {}
     for weight in (0.0, 1.0):
         model = tiny_model(prior_weight=weight)
         assert ("log_prior" in model.state_dict()) == (weight > 0)  # plain models keep their old layout
-        model.frontend.set_stats(*model.frontend.raw_features(waves, lens))
-        opt = torch.optim.Adam(model.parameters(), 5e-3)
-        model.train()
-        losses = []
-        for _ in range(60):
-            out = model(waves, lens, tokens, tlens)
-            opt.zero_grad()
-            out.loss.backward()
-            opt.step()
-            losses.append(out.loss.item())
+        losses = train_on_toy_batch(model)
         assert losses[-1] < 0.3 * losses[0]
-        model.eval()
         if weight > 0:
             assert torch.isclose(model.log_prior.exp().sum(), torch.tensor(1.0), atol=1e-3)
             out = model(waves, lens)
