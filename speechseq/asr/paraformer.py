@@ -13,9 +13,11 @@
   by target-token embeddings before the second pass that carries the loss. Loss =
   ``ctc_weight * CTC + (1 - ctc_weight) * CE(label smoothing) + predictor_weight * length loss`` (+ MWER).
 * **MWER fine-tuning** (``mwer_weight > 0``): the decoder's first pass (the inference condition) runs with gradients;
-  candidates are the greedy path plus ``mwer_candidates - 1`` samples that swap a Bernoulli(0.5) subset of
-  positions to their second-best token; ``sum_k P(y_k) (err_k - mean err)`` with P renormalised over the candidates
-  and err the token edit distance to the reference (rapidfuzz).
+  candidates are the greedy path plus ``mwer_candidates - 1`` others, either (``mwer_sampling="swap"``) the greedy
+  path with a Bernoulli(0.5) subset of positions swapped to their second-best token, or (``"posterior"``) a token
+  drawn at every position from the decoder's own distribution, which gives competitors as close as the model makes
+  them; ``sum_k P(y_k) (err_k - mean err)`` with P renormalised over the candidates and err the token edit distance
+  to the reference (rapidfuzz).
 * **Inference**: a zero frame with weight ``tail_threshold`` is appended so that a trailing token with at least
   1 - tail_threshold accumulated weight still fires; one decoder pass; the output stops at the first <eos>.
   Optionally a beam search over the CIF slots fuses a token n-gram LM (the slots stay fixed; the LM links them).
@@ -26,6 +28,7 @@ Dims: B batch, T' encoder frames, D width, N tokens (including <eos>), V vocabul
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -35,6 +38,7 @@ from torch import Tensor, nn
 from speechseq.asr.conformer import ConformerConfig
 from speechseq.asr.ctc import CtcConfig, CtcModel, Hypothesis, TokenSpan, attach_spans
 from speechseq.asr.frontend import Frontend, FrontendConfig
+from speechseq.errors import ConfigError
 from speechseq.layers.decoder import IGNORE, DecoderConfig, TransformerDecoder, append_eos, sinusoidal_positions
 from speechseq.layers.masks import valid_mask
 from speechseq.text.ngram import LmFusion
@@ -57,6 +61,8 @@ class ParaformerConfig:
         predictor_dropout: dropout on the predictor's hidden layer.
         mwer_weight: weight of the MWER loss (fine-tuning stage; 0 = off).
         mwer_candidates: hypotheses per utterance in MWER (the greedy one included).
+        mwer_sampling: how the other candidates are drawn: "swap" (second-best tokens at random positions) or
+            "posterior" (every position sampled from the decoder's distribution).
         span_min_weight: frames whose CIF weight is below this are silence for token timestamps.
     """
 
@@ -70,7 +76,12 @@ class ParaformerConfig:
     predictor_dropout: float = 0.1
     mwer_weight: float = 0.0
     mwer_candidates: int = 4
+    mwer_sampling: Literal["swap", "posterior"] = "swap"
     span_min_weight: float = 0.05
+
+    def __post_init__(self) -> None:
+        if self.mwer_sampling not in ("swap", "posterior"):
+            raise ConfigError(f"paraformer.mwer_sampling must be 'swap' or 'posterior', got {self.mwer_sampling!r}")
 
 
 class CifPredictor(nn.Module):
@@ -142,6 +153,25 @@ def mwer_loss(cand_logp: Tensor, cand_err: Tensor) -> Tensor:
     probs = torch.softmax(cand_logp.float(), dim=-1)
     err = cand_err.float()
     return (probs * (err - err.mean(-1, keepdim=True))).sum(-1).mean()
+
+
+def mwer_candidates(logp: Tensor, k: int, sampling: str) -> Tensor:
+    """(B, N, V) per-position log-probabilities -> (B, K, N) candidate token sequences: candidate 0 is the greedy
+    path; the others swap a Bernoulli(0.5) subset of positions to the second-best token (``"swap"``) or draw every
+    position from ``exp(logp)`` (``"posterior"``)."""
+    b, n, v = logp.shape
+    greedy = logp.argmax(-1)
+    if sampling == "swap":
+        second = logp.topk(2, dim=-1).indices[..., 1]
+        swap = torch.rand(b, k, n, device=logp.device) < 0.5
+        cands = torch.where(swap, second[:, None], greedy[:, None])
+    elif sampling == "posterior":
+        cands = torch.multinomial(logp.exp().reshape(b * n, v), k, replacement=True).view(b, n, k).transpose(1, 2)
+    else:
+        raise ValueError(f"unknown MWER sampling {sampling!r} (choices: swap, posterior)")
+    cands = cands.clone()
+    cands[:, 0] = greedy
+    return cands
 
 
 @dataclass
@@ -226,10 +256,7 @@ class ParaformerModel(nn.Module):
     def _mwer(self, logits: Tensor, target: Tensor, pos_valid: Tensor) -> Tensor:
         k = self.cfg.mwer_candidates
         logp = logits.float().log_softmax(-1)  # (B, N, V)
-        top2 = logp.topk(2, dim=-1).indices  # (B, N, 2)
-        swap = torch.rand(logp.shape[0], k, logp.shape[1], device=logp.device) < 0.5
-        swap[:, 0] = False  # candidate 0 is the greedy path
-        cands = torch.where(swap, top2[:, None, :, 1], top2[:, None, :, 0])  # (B, K, N)
+        cands = mwer_candidates(logp.detach(), k, self.cfg.mwer_sampling)  # (B, K, N)
         cand_logp = (logp[:, None].expand(-1, k, -1, -1).gather(-1, cands[..., None]).squeeze(-1)
                      * pos_valid[:, None]).sum(-1)
         errs = torch.tensor([[token_edit_distance(cands[b, j], target[b], pos_valid[b]) for j in range(k)]

@@ -9,7 +9,7 @@ import torch
 
 from speechseq.asr.conformer import ConformerConfig
 from speechseq.asr.model import AsrModelConfig, build_asr_model
-from speechseq.asr.paraformer import append_tail, cif, glance, mwer_loss, num_fired
+from speechseq.asr.paraformer import append_tail, cif, glance, mwer_candidates, mwer_loss, num_fired
 from speechseq.layers.decoder import DecoderConfig
 
 
@@ -168,9 +168,10 @@ def test_glancing_training_lowers_the_loss():
     assert sum(losses[-5:]) < 0.5 * sum(losses[:5])
 
 
-def test_mwer_stage_trains_and_reports_the_loss():
+@pytest.mark.parametrize("sampling", ["swap", "posterior"])
+def test_mwer_stage_trains_and_reports_the_loss(sampling):
     torch.manual_seed(0)
-    model = tiny_paraformer(mwer_weight=0.5)
+    model = tiny_paraformer(mwer_weight=0.5, mwer_sampling=sampling)
     out = model(torch.randn(2, 8000), torch.tensor([8000, 6000]), torch.tensor([[5, 9, 7], [6, 8, 0]]),
                 torch.tensor([3, 2]))
     out.loss.backward()
@@ -277,3 +278,23 @@ def test_paraformer_greedy_and_beam_with_lm_decode_batched_like_alone():
         assert alone.tokens == fused[i].tokens and alone.score == pytest.approx(fused[i].score, abs=1e-4)
     with pytest.raises(ValueError, match="LM fusion needs method 'beam'"):
         model.recognize(waves, lens, "greedy", lm=lm)
+
+
+def test_mwer_candidates_greedy_first_then_swaps_or_posterior_samples():
+    torch.manual_seed(0)
+    # position 0: certain (token 2); position 1: a coin flip between tokens 1 and 3; position 2: 90/10 (0 vs 4)
+    probs = torch.tensor([[[0, 0, 1.0, 0, 0], [0, 0.5, 0, 0.5, 0], [0.9, 0, 0, 0, 0.1]]])
+    logp = probs.clamp(min=1e-12).log()
+    greedy = logp.argmax(-1)[0]
+    swaps = mwer_candidates(logp, 400, "swap")[0]
+    second = logp.topk(2, dim=-1).indices[0, :, 1]
+    assert torch.equal(swaps[0], greedy)
+    assert bool(((swaps == greedy) | (swaps == second)).all())  # only ever the best or second-best token
+    assert 0.4 < (swaps[1:] != greedy).float().mean() < 0.6  # each position swapped with probability 0.5
+    samples = mwer_candidates(logp, 400, "posterior")[0]
+    assert torch.equal(samples[0], greedy)
+    assert bool((samples[:, 0] == 2).all())  # a certain position never changes
+    assert set(samples[:, 1].tolist()) == {1, 3} and 0.4 < (samples[1:, 1] == 1).float().mean() < 0.6
+    assert set(samples[:, 2].tolist()) == {0, 4} and 0.05 < (samples[1:, 2] == 4).float().mean() < 0.16
+    with pytest.raises(ValueError, match="unknown MWER sampling"):
+        mwer_candidates(logp, 2, "beam")
