@@ -42,7 +42,8 @@ class CtcConfig:
         inter_weight: weight w of the mean intermediate loss.
         self_condition: feed intermediate predictions back into the encoder.
         prior_weight: a of label-prior CTC (0 = plain CTC); the paper's range is about 0.3-1.
-        prior_momentum: the prior is updated each training step as ``m * prior + (1 - m) * batch mean posterior``.
+        prior_momentum: the prior is updated after each training forward as ``m * prior + (1 - m) * batch mean
+            posterior``.
     """
 
     inter_layers: tuple[int, ...] = ()
@@ -96,6 +97,16 @@ class CtcModel(nn.Module):
         """Seconds per encoder frame."""
         if ctc.prior_weight > 0:  # only then: older model directories load unchanged
             self.register_buffer("log_prior", torch.full((vocab_size,), -math.log(vocab_size)))
+        self._register_load_state_dict_pre_hook(self._match_prior_key)
+
+    def _match_prior_key(self, state_dict: dict, prefix: str, *args) -> None:
+        """Let weights move between label-prior and plain models (``--init``): a missing prior starts uniform, an
+        unused one is dropped."""
+        key = prefix + "log_prior"
+        if self.ctc_cfg.prior_weight > 0 and key not in state_dict:
+            state_dict[key] = self.log_prior.new_full(self.log_prior.shape, -math.log(self.vocab_size))
+        elif self.ctc_cfg.prior_weight <= 0:
+            state_dict.pop(key, None)
 
     def forward(self, waves: Tensor, wave_lens: Tensor, tokens: Tensor | None = None,
                 token_lens: Tensor | None = None) -> CtcOutput:
@@ -113,8 +124,6 @@ class CtcModel(nn.Module):
         log_probs = self.head(enc.y).float().log_softmax(-1)
         if tokens is None:
             return CtcOutput(None, log_probs, enc.y_lens, {}, enc.y)
-        if self.training and self.ctc_cfg.prior_weight > 0:
-            self._update_prior(log_probs, enc.y_lens)
         loss = self._loss(log_probs, enc.y_lens, tokens, token_lens)
         metrics = {"ctc": loss.item()}
         if use_inter and enc.inter:
@@ -123,6 +132,8 @@ class CtcModel(nn.Module):
             metrics["inter_ctc"] = inter.item()
             w = self.ctc_cfg.inter_weight
             loss = (1 - w) * loss + w * inter
+        if self.training and self.ctc_cfg.prior_weight > 0:  # after the loss: a batch is scored with the prior
+            self._update_prior(log_probs, enc.y_lens)          # of the batches before it
         return CtcOutput(loss, log_probs, enc.y_lens, metrics, enc.y)
 
     def _loss(self, log_probs: Tensor, lens: Tensor, tokens: Tensor, token_lens: Tensor) -> Tensor:
@@ -139,10 +150,16 @@ class CtcModel(nn.Module):
 
     @torch.no_grad()
     def _update_prior(self, log_probs: Tensor, lens: Tensor) -> None:
-        """Move the prior towards this batch's mean posterior over its valid frames (B, T', V), (B,)."""
+        """Move the prior towards this batch's mean posterior over its valid frames (B, T', V), (B,). Under
+        data-parallel training the mean is over every process's batch (all-reduced), so all ranks keep one prior."""
         valid = (torch.arange(log_probs.shape[1], device=lens.device)[None] < lens[:, None]).unsqueeze(-1)
-        mean = (log_probs.exp() * valid).sum((0, 1)) / valid.sum().clamp(min=1)
+        stats = torch.cat([(log_probs.exp() * valid).sum((0, 1)), valid.sum().reshape(1).to(log_probs.dtype)])
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.all_reduce(stats)
+        if stats[-1] < 1:  # no valid frame anywhere
+            return
         m = self.ctc_cfg.prior_momentum
+        mean = stats[:-1] / stats[-1]
         self.log_prior.copy_((m * self.log_prior.exp() + (1 - m) * mean).clamp(min=1e-10).log())
 
     @torch.no_grad()

@@ -155,18 +155,26 @@ def mwer_loss(cand_logp: Tensor, cand_err: Tensor) -> Tensor:
     return (probs * (err - err.mean(-1, keepdim=True))).sum(-1).mean()
 
 
-def mwer_candidates(logp: Tensor, k: int, sampling: str) -> Tensor:
+def mwer_candidates(logp: Tensor, k: int, sampling: str, valid: Tensor | None = None) -> Tensor:
     """(B, N, V) per-position log-probabilities -> (B, K, N) candidate token sequences: candidate 0 is the greedy
     path; the others swap a Bernoulli(0.5) subset of positions to the second-best token (``"swap"``) or draw every
-    position from ``exp(logp)`` (``"posterior"``)."""
+    position from ``exp(logp)`` (``"posterior"``). With ``"posterior"``, positions outside ``valid`` (B, N) keep the
+    greedy token, and a draw equal to the greedy path gets one random valid position swapped to its second-best
+    token, so a confident decoder still sees competitors (identical candidates would give MWER no gradient)."""
     b, n, v = logp.shape
     greedy = logp.argmax(-1)
+    second = logp.topk(2, dim=-1).indices[..., 1]
     if sampling == "swap":
-        second = logp.topk(2, dim=-1).indices[..., 1]
-        swap = torch.rand(b, k, n, device=logp.device) < 0.5
-        cands = torch.where(swap, second[:, None], greedy[:, None])
+        cands = torch.where(torch.rand(b, k, n, device=logp.device) < 0.5, second[:, None], greedy[:, None])
     elif sampling == "posterior":
         cands = torch.multinomial(logp.exp().reshape(b * n, v), k, replacement=True).view(b, n, k).transpose(1, 2)
+        if valid is not None:
+            cands = torch.where(valid[:, None], cands, greedy[:, None])
+        same = (cands == greedy[:, None]).all(-1)  # (B, K)
+        weights = torch.ones(b, n, device=logp.device) if valid is None else valid.float().clamp(min=1e-6)
+        pick = torch.multinomial(weights, k, replacement=True)  # (B, K): a valid position per candidate
+        swap = same[..., None] & (torch.arange(n, device=logp.device) == pick[..., None])
+        cands = torch.where(swap, second[:, None], cands)
     else:
         raise ValueError(f"unknown MWER sampling {sampling!r} (choices: swap, posterior)")
     cands = cands.clone()
@@ -256,7 +264,7 @@ class ParaformerModel(nn.Module):
     def _mwer(self, logits: Tensor, target: Tensor, pos_valid: Tensor) -> Tensor:
         k = self.cfg.mwer_candidates
         logp = logits.float().log_softmax(-1)  # (B, N, V)
-        cands = mwer_candidates(logp.detach(), k, self.cfg.mwer_sampling)  # (B, K, N)
+        cands = mwer_candidates(logp.detach(), k, self.cfg.mwer_sampling, pos_valid)  # (B, K, N)
         cand_logp = (logp[:, None].expand(-1, k, -1, -1).gather(-1, cands[..., None]).squeeze(-1)
                      * pos_valid[:, None]).sum(-1)
         errs = torch.tensor([[token_edit_distance(cands[b, j], target[b], pos_valid[b]) for j in range(k)]

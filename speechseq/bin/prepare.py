@@ -25,7 +25,7 @@ from speechseq.data.corpora.fsdd import DIGIT_WORDS, FSDD_URL, download_fsdd, pr
 from speechseq.data.corpora.librispeech import BASE_URL, download_librispeech, prepare_librispeech
 from speechseq.data.manifest import Utterance, read_manifest, write_manifest
 from speechseq.data.synthetic import make_corpus, make_word_set, scale_config
-from speechseq.errors import ManifestError, SpeechseqError
+from speechseq.errors import ConfigError, ManifestError, SpeechseqError
 
 
 def _summary(manifests: dict[str, Path]) -> None:
@@ -47,6 +47,8 @@ def _synth_en(args: argparse.Namespace) -> dict[str, Path]:
 def _fsdd(args: argparse.Namespace) -> dict[str, Path]:
     data_dir = args.data_dir if args.download is None else download_fsdd(args.download, args.url or FSDD_URL)
     extra = ()
+    if args.synth_variants and args.synth_digits is None:
+        raise ConfigError("--synth-variants needs --synth-digits DIR")
     if args.synth_digits is not None:
         extra = (make_word_set(args.synth_digits, list(DIGIT_WORDS), num_jobs=args.num_jobs, name="digits",
                                variants=args.synth_variants),)

@@ -173,7 +173,7 @@ def test_label_prior_training_tracks_prior_and_widens_token_spans():
     same toy training a label-prior model's Viterbi alignment gives the tokens more frames than plain CTC's."""
     waves, lens, tokens, tlens = toy_batch()
     token_frames = {}
-    for weight in (0.0, 1.0):
+    for weight in (0.0, 0.7):
         model = tiny_model(prior_weight=weight)
         assert ("log_prior" in model.state_dict()) == (weight > 0)  # plain models keep their old layout
         losses = train_on_toy_batch(model)
@@ -181,7 +181,7 @@ def test_label_prior_training_tracks_prior_and_widens_token_spans():
         if weight > 0:
             assert torch.isclose(model.log_prior.exp().sum(), torch.tensor(1.0), atol=1e-3)
             out = model(waves, lens)
-            assert torch.allclose(model.alignment_scores(out.log_probs), out.log_probs - model.log_prior)
+            assert torch.allclose(model.alignment_scores(out.log_probs), out.log_probs - 0.7 * model.log_prior)
             # the update: m * prior + (1 - m) * mean posterior over the valid frames only
             lp = torch.tensor([[[0.5, 0.5, 0, 0, 0, 0, 0, 0], [0, 0, 0, 0, 0, 0, 0, 1.0]]]).clamp(min=1e-12).log()
             model.log_prior.fill_(math.log(1 / 8))
@@ -192,4 +192,16 @@ def test_label_prior_training_tracks_prior_and_widens_token_spans():
         spans = model.token_spans(waves, lens, refs)
         assert [[s.token for s in sp] for sp in spans] == [r.tokens for r in refs]
         token_frames[weight] = sum(s.end - s.start for sp in spans for s in sp)
-    assert token_frames[1.0] > token_frames[0.0]
+    assert token_frames[0.7] > token_frames[0.0]
+
+
+def test_weights_move_between_label_prior_and_plain_models():
+    """--init from a plain model into a label-prior one (the prior starts uniform) and back (the prior is dropped)."""
+    plain, prior = tiny_model(), tiny_model(prior_weight=0.5)
+    prior.log_prior.normal_()
+    prior.load_state_dict(plain.state_dict())
+    assert torch.allclose(prior.log_prior, torch.full((8,), -math.log(8)))
+    assert torch.equal(prior.head.weight, plain.head.weight)
+    prior.log_prior.normal_()
+    plain.load_state_dict(prior.state_dict())
+    assert "log_prior" not in plain.state_dict()

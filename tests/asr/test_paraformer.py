@@ -282,19 +282,27 @@ def test_paraformer_greedy_and_beam_with_lm_decode_batched_like_alone():
 
 def test_mwer_candidates_greedy_first_then_swaps_or_posterior_samples():
     torch.manual_seed(0)
-    # position 0: certain (token 2); position 1: a coin flip between tokens 1 and 3; position 2: 90/10 (0 vs 4)
-    probs = torch.tensor([[[0, 0, 1.0, 0, 0], [0, 0.5, 0, 0.5, 0], [0.9, 0, 0, 0, 0.1]]])
+    # position 0: a coin flip between tokens 1 and 3; position 1: 60/40 (0 vs 4); position 2: padding
+    probs = torch.tensor([[[0, 0.5, 0, 0.5, 0], [0.6, 0, 0, 0, 0.4], [0.2, 0.2, 0.2, 0.2, 0.2]]])
     logp = probs.clamp(min=1e-12).log()
+    valid = torch.tensor([[True, True, False]])
     greedy = logp.argmax(-1)[0]
-    swaps = mwer_candidates(logp, 400, "swap")[0]
     second = logp.topk(2, dim=-1).indices[0, :, 1]
+    swaps = mwer_candidates(logp, 400, "swap")[0]
     assert torch.equal(swaps[0], greedy)
     assert bool(((swaps == greedy) | (swaps == second)).all())  # only ever the best or second-best token
     assert 0.4 < (swaps[1:] != greedy).float().mean() < 0.6  # each position swapped with probability 0.5
-    samples = mwer_candidates(logp, 400, "posterior")[0]
+    samples = mwer_candidates(logp, 400, "posterior", valid)[0]
     assert torch.equal(samples[0], greedy)
-    assert bool((samples[:, 0] == 2).all())  # a certain position never changes
-    assert set(samples[:, 1].tolist()) == {1, 3} and 0.4 < (samples[1:, 1] == 1).float().mean() < 0.6
-    assert set(samples[:, 2].tolist()) == {0, 4} and 0.05 < (samples[1:, 2] == 4).float().mean() < 0.16
+    assert bool((samples[:, 2] == greedy[2]).all())  # padding keeps the greedy token
+    assert not bool((samples[1:, :2] == greedy[:2]).all(-1).any())  # no other candidate is the greedy path
+    assert set(samples[:, 0].tolist()) == {1, 3} and set(samples[:, 1].tolist()) == {0, 4}
+    # draws follow the posterior, except the 30% that came out greedy and had one position swapped
+    assert 0.35 < (samples[1:, 1] == 4).float().mean() < 0.65
+    # a confident decoder: every other candidate is the greedy path with exactly one valid position swapped
+    sure = torch.tensor([[[0, 0, 0.98, 0.02, 0], [0.97, 0, 0, 0, 0.03], [0, 1.0, 0, 0, 0]]]).clamp(min=1e-12).log()
+    cands = mwer_candidates(sure, 50, "posterior", valid)[0]
+    assert bool(((cands[1:, :2] != sure.argmax(-1)[0, :2]).sum(-1) >= 1).all())
+    assert bool((cands[:, 2] == 1).all())
     with pytest.raises(ValueError, match="unknown MWER sampling"):
         mwer_candidates(logp, 2, "beam")

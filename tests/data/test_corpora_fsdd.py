@@ -120,6 +120,8 @@ def test_prepare_cli_fsdd(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     assert re.search(r"test\s+500 utts\s+0\.0\d+ h", capsys.readouterr().out)
     assert main(["fsdd", "--out", str(out), "--data-dir", str(FSDD), "--test-speakers", "nobody"]) == 2
     assert "nobody" in capsys.readouterr().err
+    assert main(["fsdd", "--out", str(out), "--data-dir", str(FSDD), "--synth-variants", "2"]) == 2
+    assert "--synth-variants needs --synth-digits" in capsys.readouterr().err
 
 
 def test_extra_train_voices_join_train_only(tmp_path: Path) -> None:
