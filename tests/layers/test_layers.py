@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from speechseq.layers.attention import RelPositionAttention, rel_positions, rel_shift
@@ -59,7 +60,7 @@ def _reference_attention(att: RelPositionAttention, x: torch.Tensor, mask: torch
     h, dh = att.num_heads, att.head_dim
     q, k, v = (y.view(b, t, h, dh).transpose(1, 2) for y in att.qkv(x).split(d, dim=-1))
     p = att.pos(rel_positions(t, t, d, x.device, x.dtype)).view(-1, h, dh).transpose(0, 1)  # (H, 2T-1, Dh)
-    i, j = torch.arange(t)[:, None], torch.arange(t)[None, :]
+    i, j = torch.arange(t, device=x.device)[:, None], torch.arange(t, device=x.device)[None, :]
     p_ij = p[:, (t - 1 - i + j)]  # (H, T, T, Dh): embedding of distance i - j
     scores = (torch.einsum("bhid,bhjd->bhij", q + att.pos_bias_u[None, :, None], k)
               + torch.einsum("bhid,hijd->bhij", q + att.pos_bias_v[None, :, None], p_ij)) / dh ** 0.5
@@ -80,6 +81,24 @@ def test_attention_equals_reference_formula_with_gradients():
     g_ref = torch.autograd.grad(ref.square().sum(), params)
     for a, r in zip(g_out, g_ref):
         assert torch.allclose(a, r, atol=1e-4)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_attention_on_cuda_with_autocast_matches_reference():
+    """The fused kernels CUDA picks (with a grad-carrying bias in training), under bf16 autocast: forward and
+    gradients close to the fp32 formula."""
+    torch.manual_seed(0)
+    att = RelPositionAttention(64, 4, dropout=0.0).cuda().train()
+    x = torch.randn(2, 37, 64, device="cuda", requires_grad=True)
+    mask = attention_mask(torch.tensor([37, 20], device="cuda"), 37, chunk_size=8, left_chunks=2)
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        out, _ = att(x, mask)
+    ref = _reference_attention(att, x, mask)
+    assert torch.allclose(out.float(), ref, atol=3e-2, rtol=3e-2)
+    g_out = torch.autograd.grad(out.float().square().sum(), [att.pos_bias_v, att.qkv.weight])
+    g_ref = torch.autograd.grad(ref.square().sum(), [att.pos_bias_v, att.qkv.weight])
+    for a, r in zip(g_out, g_ref):
+        assert (a - r).norm() < 0.05 * r.norm()
 
 
 def test_conv_module_equals_conv1d_formulation():
