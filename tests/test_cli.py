@@ -167,6 +167,43 @@ def test_align_writes_word_times_per_utterance(runs, fsdd_tiny):
             previous_end = end_s
 
 
+def test_align_calibrate_stores_the_delay_and_later_times_subtract_it(runs, exp_dir, fsdd_tiny, tmp_path, capsys):
+    """References = the model's own forced times moved 120 ms later (starts) and 40 ms later (ends): calibration
+    must measure exactly that, write timing.json, and aligning or transcribing afterwards must add it."""
+    from speechseq import load_asr
+    from speechseq.bin.align import main as align_main
+    from speechseq.data.manifest import Utterance, write_manifest
+
+    model = tmp_path / "model"
+    model.mkdir()
+    for name in ("model.pt", "config.yaml", "tokenizer.model"):
+        shutil.copy(exp_dir / name, model / name)
+    rows = [json.loads(line) for line in runs["align"].read_text().splitlines()]
+    dev = {u.id: u for u in read_manifest(fsdd_tiny["dev"])}
+    refs = [Utterance(id=r["id"], audio=dev[r["id"]].audio, text=dev[r["id"]].text, duration=dev[r["id"]].duration,
+                      extra={"words": [[w, round(a + 0.12, 3), round(b + 0.04, 3)] for w, a, b in r["words"]]})
+            for r in rows]
+    manifest = tmp_path / "ref.jsonl"
+    write_manifest(manifest, refs)
+    assert align_main(["--calibrate", "--model-dir", str(model), "--manifest", str(manifest)]) == 0
+    assert "start shift +120.0 ms, end shift +40.0 ms" in capsys.readouterr().out
+    timing = json.loads((model / "timing.json").read_text())
+    assert timing["start_shift_s"] == pytest.approx(0.12, abs=1e-6) and timing["words"] == len(refs)
+    assert align_main(["--model-dir", str(model), "--manifest", str(manifest), "--out", str(tmp_path / "a.jsonl")]) == 0
+    assert "mean 0.0 ms" in capsys.readouterr().out  # the shifted times now match the references
+    asr = load_asr(model)
+    assert asr.timing == pytest.approx((0.12, 0.04))
+    first = refs[0]
+    shifted = asr.transcribe(first.audio, word_timestamps=True)[0].words
+    (model / "timing.json").unlink()
+    plain = load_asr(model).transcribe(first.audio, word_timestamps=True)[0].words
+    assert [w.word for w in shifted] == [w.word for w in plain]
+    assert all(s.start_s == pytest.approx(p.start_s + 0.12) for s, p in zip(shifted, plain))
+    (model / "timing.json").write_text("{}")
+    with pytest.raises(Exception, match="timing.json: not a timing file"):
+        load_asr(model)
+
+
 def test_average_writes_model_pt(runs, exp_dir):
     code, out, err = runs["results"]["average"]
     assert code == 0, err

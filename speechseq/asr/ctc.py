@@ -418,10 +418,13 @@ class WordTime:
     end_s: float
 
 
-def word_times(spans: list[TokenSpan], pieces: list[str], frame_shift_s: float) -> list[WordTime]:
+def word_times(spans: list[TokenSpan], pieces: list[str], frame_shift_s: float, start_shift_s: float = 0.0,
+               end_shift_s: float = 0.0) -> list[WordTime]:
     """Group token spans into words (a piece starting with '▁' opens a word) with times in seconds.
 
-    A word starts at its first token's first frame and ends at its last token's last frame.
+    A word starts at its first token's first frame and ends at its last token's last frame; ``start_shift_s`` and
+    ``end_shift_s`` are then added (a model's calibrated emission delay, see ``speechseq align --calibrate``), with
+    starts kept >= 0 and ends >= starts.
     """
     words: list[WordTime] = []
     for span, piece in zip(spans, pieces):
@@ -432,4 +435,7 @@ def word_times(spans: list[TokenSpan], pieces: list[str], frame_shift_s: float) 
         else:
             words[-1].word += text
             words[-1].end_s = span.end * frame_shift_s
+    for w in words:
+        w.start_s = max(0.0, w.start_s + start_shift_s)
+        w.end_s = max(w.start_s, w.end_s + end_shift_s)
     return [w for w in words if w.word]

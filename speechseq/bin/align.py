@@ -9,7 +9,15 @@ utterance with word timestamps (CIF firing for Paraformer, CTC alignment of the 
 words that match reference words (longest common subsequence) are scored.
 
 When the manifest lines carry reference ``words: [[word, start_s, end_s], ...]`` (see
-``speechseq.data.synthetic.make_alignment_set``), the mean absolute boundary error is printed as well.
+``speechseq.data.synthetic.make_connected_alignment_set``), the mean absolute boundary error is printed as well.
+
+``--calibrate`` measures a model's emission delay instead: the median signed start and end errors of its forced
+alignments against such a reference manifest (preferably of other voices than the ones it will time) are written
+to ``<model-dir>/timing.json``, and from then on ``align`` and ``transcribe(word_timestamps=True)`` subtract them.
+A model with limited right context (chunked attention) emits its tokens with a near-constant delay, which this
+removes; a full-context model's error is drift, which it does not.
+
+    python -m speechseq.bin.align --calibrate --model-dir exp/ctc_tiny_chunk4 --manifest calib/align.jsonl
 """
 
 from __future__ import annotations
@@ -17,6 +25,7 @@ from __future__ import annotations
 import argparse
 import difflib
 import json
+import os
 from pathlib import Path
 
 import torch
@@ -24,36 +33,39 @@ import torch
 from speechseq.asr.ctc import forced_align, word_times
 from speechseq.audio.io import load_audio
 from speechseq.data.manifest import iter_manifest
-from speechseq.infer.recognizer import Recognizer, load_model_dir
+from speechseq.errors import SpeechseqError
+from speechseq.infer.recognizer import TIMING_FILE, Recognizer, load_model_dir, read_timing
 
 
-def boundary_error(ref: list[list], hyp: list[list]) -> tuple[float, float, int] | None:
-    """Absolute start/end errors in seconds between [[word, start, end], ...] lists, summed over the words they
-    share: the hypothesis words matched to equal reference words by a longest-common-subsequence alignment
-    (difflib), so a transcript with errors still times its correct words. Returns (sum of start errors, sum of end
-    errors, matched words), or None when no word matches."""
+def signed_errors(ref: list[list], hyp: list[list]) -> list[tuple[float, float]]:
+    """(hyp start - ref start, hyp end - ref end) in seconds for every word of two [[word, start, end], ...] lists
+    that they share: hypothesis words matched to equal reference words by a longest-common-subsequence alignment
+    (difflib), so a transcript with errors still times its correct words."""
     matcher = difflib.SequenceMatcher(a=[r[0] for r in ref], b=[h[0] for h in hyp], autojunk=False)
-    pairs = [(ref[block.a + k], hyp[block.b + k]) for block in matcher.get_matching_blocks() for k in range(block.size)]
-    if not pairs:
-        return None
-    return sum(abs(r[1] - h[1]) for r, h in pairs), sum(abs(r[2] - h[2]) for r, h in pairs), len(pairs)
+    return [(hyp[block.b + k][1] - ref[block.a + k][1], hyp[block.b + k][2] - ref[block.a + k][2])
+            for block in matcher.get_matching_blocks() for k in range(block.size)]
 
 
 @torch.no_grad()
-def align_manifest(model_dir: str, manifest: str, out_path: str, device: str = "cpu", hypothesis: bool = False) -> dict:
+def align_manifest(model_dir: str, manifest: str, out_path: str, device: str = "cpu", hypothesis: bool = False,
+                   timing: tuple[float, float] | None = None) -> dict:
     """Align every utterance's reference text (failures are reported and skipped), or with ``hypothesis`` time the
     words of the model's own transcript.
 
+    Args:
+        timing: (start, end) shifts added to the word times; None reads the model directory's ``timing.json``.
+
     Returns:
         {"aligned": count, and when references exist "start_mae_s", "end_mae_s", "mae_s" (means over the scored
-        words), "scored" (utterances), "scored_words"}.
+        words), "scored" (utterances), "scored_words", "signed" (every scored word's (start, end) signed error)}.
     """
     model, tokenizer, kind = load_model_dir(model_dir, device)
+    timing = read_timing(model_dir) if timing is None else timing
     ctc = getattr(model, "ctc", model)  # Paraformer and AED keep their encoder + CTC head in .ctc
-    asr = Recognizer(model, tokenizer, torch.device(device), kind) if hypothesis else None
+    asr = Recognizer(model, tokenizer, torch.device(device), kind, timing) if hypothesis else None
     sr = model.frontend.sample_rate
-    n = 0
-    errors: list[tuple[float, float]] = []
+    n = scored = 0
+    signed: list[tuple[float, float]] = []
     Path(out_path).parent.mkdir(parents=True, exist_ok=True)
     with open(out_path, "w") as f:
         for u in iter_manifest(manifest):
@@ -68,32 +80,69 @@ def align_manifest(model_dir: str, manifest: str, out_path: str, device: str = "
                 except ValueError as e:
                     print(f"{u.id}: {e}")
                     continue
-                words = word_times(spans, [tokenizer.id_to_piece(t) for t in tokens], model.frame_shift_s)
+                words = word_times(spans, [tokenizer.id_to_piece(t) for t in tokens], model.frame_shift_s, *timing)
             hyp = [[w.word, round(w.start_s, 3), round(w.end_s, 3)] for w in words]
             f.write(json.dumps({"id": u.id, "words": hyp}) + "\n")
             n += 1
-            if "words" in u.extra and (err := boundary_error(u.extra["words"], hyp)) is not None:
-                errors.append(err)
+            if "words" in u.extra and (pairs := signed_errors(u.extra["words"], hyp)):
+                signed += pairs
+                scored += 1
     result: dict = {"aligned": n}
-    if errors:
-        words = sum(e[2] for e in errors)
-        result["start_mae_s"] = sum(e[0] for e in errors) / words
-        result["end_mae_s"] = sum(e[1] for e in errors) / words
+    if signed:
+        result["start_mae_s"] = sum(abs(s) for s, _ in signed) / len(signed)
+        result["end_mae_s"] = sum(abs(e) for _, e in signed) / len(signed)
         result["mae_s"] = (result["start_mae_s"] + result["end_mae_s"]) / 2
-        result["scored"] = len(errors)
-        result["scored_words"] = words
+        result["scored"] = scored
+        result["scored_words"] = len(signed)
+        result["signed"] = signed
     return result
+
+
+def calibrate_timing(model_dir: str, manifest: str, out_path: str, device: str = "cpu") -> dict:
+    """Forced-align a manifest with reference word times, without any shift, and write the negated median signed
+    start and end errors to ``<model_dir>/timing.json`` (atomically). Returns what was written."""
+    r = align_manifest(model_dir, manifest, out_path, device, timing=(0.0, 0.0))
+    if "signed" not in r:
+        raise SpeechseqError(f"{manifest}: no utterance with reference 'words' [[word, start_s, end_s], ...] "
+                             "could be aligned; calibration needs them")
+    starts = sorted(s for s, _ in r["signed"])
+    ends = sorted(e for _, e in r["signed"])
+    timing = {"start_shift_s": -_median(starts), "end_shift_s": -_median(ends), "manifest": str(manifest),
+              "words": len(starts), "mae_before_s": r["mae_s"]}
+    path = Path(model_dir) / TIMING_FILE
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(timing, indent=2) + "\n")
+    os.replace(tmp, path)
+    return timing
+
+
+def _median(sorted_values: list[float]) -> float:
+    n = len(sorted_values)
+    return (sorted_values[(n - 1) // 2] + sorted_values[n // 2]) / 2
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="speechseq align", description=__doc__.splitlines()[0])
     p.add_argument("--model-dir", required=True)
     p.add_argument("--manifest", required=True)
-    p.add_argument("--out", required=True)
+    p.add_argument("--out", help="word times JSONL (default with --calibrate: <model-dir>/calibration_align.jsonl)")
     p.add_argument("--device", default="cpu")
-    p.add_argument("--hypothesis", action="store_true",
-                   help="time the model's own transcript (its native timestamps) instead of aligning the reference")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--hypothesis", action="store_true",
+                      help="time the model's own transcript (its native timestamps) instead of aligning the reference")
+    mode.add_argument("--calibrate", action="store_true",
+                      help="measure the model's emission delay on a manifest with reference word times and store it "
+                           f"in <model-dir>/{TIMING_FILE}")
     args = p.parse_args(argv)
+    if args.out is None and not args.calibrate:
+        p.error("--out is required (except with --calibrate)")
+    if args.calibrate:
+        out = args.out or str(Path(args.model_dir) / "calibration_align.jsonl")
+        t = calibrate_timing(args.model_dir, args.manifest, out, args.device)
+        print(f"calibrated on {t['words']} words (MAE before {1000 * t['mae_before_s']:.1f} ms): start shift "
+              f"{1000 * t['start_shift_s']:+.1f} ms, end shift {1000 * t['end_shift_s']:+.1f} ms -> "
+              f"{Path(args.model_dir) / TIMING_FILE}")
+        return 0
     r = align_manifest(args.model_dir, args.manifest, args.out, args.device, args.hypothesis)
     extra = ""
     if "mae_s" in r:

@@ -11,6 +11,7 @@ reads nothing else (no data paths).
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Sequence, Union
@@ -54,12 +55,33 @@ class Transcript:
     token_times: list[TokenTime] | None = None
 
 
+TIMING_FILE = "timing.json"
+"""Optional file of a model directory: the word-time shifts ``{"start_shift_s": .., "end_shift_s": ..}`` that
+``speechseq align --calibrate`` measured (the model's emission delay); word timestamps add them."""
+
+
+def read_timing(model_dir: str | Path) -> tuple[float, float]:
+    """(start_shift_s, end_shift_s) of a model directory's ``timing.json``; (0, 0) without one."""
+    path = Path(model_dir) / TIMING_FILE
+    if not path.exists():
+        return 0.0, 0.0
+    try:
+        data = json.loads(path.read_text())
+        return float(data["start_shift_s"]), float(data["end_shift_s"])
+    except (ValueError, KeyError, TypeError) as e:
+        raise SpeechseqError(f"{path}: not a timing file ({type(e).__name__}: {e}); expected "
+                             '{"start_shift_s": float, "end_shift_s": float}') from e
+
+
 class Recognizer:
-    def __init__(self, model: nn.Module, tokenizer: Tokenizer, device: torch.device, kind: str = "ctc"):
+    def __init__(self, model: nn.Module, tokenizer: Tokenizer, device: torch.device, kind: str = "ctc",
+                 timing: tuple[float, float] = (0.0, 0.0)):
         self.model, self.tokenizer, self.device = model.eval().to(device), tokenizer, device
         self.kind = kind
         """Model kind: "ctc", "paraformer" or "aed"."""
         self.sample_rate = model.frontend.sample_rate
+        self.timing = timing
+        """(start, end) shifts in seconds added to word times (:func:`read_timing`)."""
 
     def _load(self, item: AudioInput, where: str) -> np.ndarray:
         if isinstance(item, (str, Path)):
@@ -150,7 +172,7 @@ class Recognizer:
                 words = token_times = None
                 if hyp.spans is not None:
                     pieces = [self.tokenizer.id_to_piece(t) for t in hyp.tokens]
-                    words = word_times(hyp.spans, pieces, shift)
+                    words = word_times(hyp.spans, pieces, shift, *self.timing)
                     token_times = [TokenTime(p, s.start * shift, s.end * shift) for p, s in zip(pieces, hyp.spans)]
                 results[i] = Transcript(self.tokenizer.decode(hyp.tokens), hyp.tokens, hyp.score, words, token_times)
         return results  # type: ignore[return-value]
@@ -179,4 +201,4 @@ def load_asr(model_dir: str | Path, device: str = "cpu") -> Recognizer:
     """Load a trained ASR model directory (CTC, Paraformer or AED) as a :class:`Recognizer`."""
     dev = torch.device(device if device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
     model, tokenizer, kind = load_model_dir(model_dir, dev)
-    return Recognizer(model, tokenizer, dev, kind)
+    return Recognizer(model, tokenizer, dev, kind, read_timing(model_dir))
