@@ -26,6 +26,7 @@ import argparse
 import difflib
 import json
 import os
+import statistics
 from pathlib import Path
 
 import torch
@@ -105,20 +106,15 @@ def calibrate_timing(model_dir: str, manifest: str, out_path: str, device: str =
     if "signed" not in r:
         raise SpeechseqError(f"{manifest}: no utterance with reference 'words' [[word, start_s, end_s], ...] "
                              "could be aligned; calibration needs them")
-    starts = sorted(s for s, _ in r["signed"])
-    ends = sorted(e for _, e in r["signed"])
-    timing = {"start_shift_s": -_median(starts), "end_shift_s": -_median(ends), "manifest": str(manifest),
-              "words": len(starts), "mae_before_s": r["mae_s"]}
+    timing = {"start_shift_s": -statistics.median(s for s, _ in r["signed"]),
+              "end_shift_s": -statistics.median(e for _, e in r["signed"]), "manifest": str(manifest),
+              "words": len(r["signed"]), "mae_before_s": r["mae_s"]}
     path = Path(model_dir) / TIMING_FILE
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(json.dumps(timing, indent=2) + "\n")
     os.replace(tmp, path)
     return timing
 
-
-def _median(sorted_values: list[float]) -> float:
-    n = len(sorted_values)
-    return (sorted_values[(n - 1) // 2] + sorted_values[n // 2]) / 2
 
 
 def main(argv: list[str] | None = None) -> int:

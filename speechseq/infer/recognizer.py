@@ -81,7 +81,7 @@ class Recognizer:
         """Model kind: "ctc", "paraformer" or "aed"."""
         self.sample_rate = model.frontend.sample_rate
         self.timing = timing
-        """(start, end) shifts in seconds added to word times (:func:`read_timing`)."""
+        """(start, end) shifts in seconds added to word and token times (:func:`read_timing`)."""
 
     def _load(self, item: AudioInput, where: str) -> np.ndarray:
         if isinstance(item, (str, Path)):
@@ -173,7 +173,10 @@ class Recognizer:
                 if hyp.spans is not None:
                     pieces = [self.tokenizer.id_to_piece(t) for t in hyp.tokens]
                     words = word_times(hyp.spans, pieces, shift, *self.timing)
-                    token_times = [TokenTime(p, s.start * shift, s.end * shift) for p, s in zip(pieces, hyp.spans)]
+                    start_shift, end_shift = self.timing
+                    token_times = [TokenTime(p, max(0.0, s.start * shift + start_shift),
+                                             max(0.0, s.start * shift + start_shift, s.end * shift + end_shift))
+                                   for p, s in zip(pieces, hyp.spans)]
                 results[i] = Transcript(self.tokenizer.decode(hyp.tokens), hyp.tokens, hyp.score, words, token_times)
         return results  # type: ignore[return-value]
 
