@@ -204,6 +204,59 @@ def test_align_calibrate_stores_the_delay_and_later_times_subtract_it(runs, exp_
         load_asr(model)
 
 
+def test_recognizer_align_batched_equals_one_by_one_and_reports_unalignable(exp_dir, fsdd_tiny):
+    from speechseq import load_asr
+
+    asr = load_asr(exp_dir)
+    dev = read_manifest(fsdd_tiny["dev"])[:5]
+    paths, texts = [u.audio for u in dev], [u.text for u in dev]
+    batched = asr.align(paths, texts, batch_size=4)
+    for path, text, words in zip(paths, texts, batched):
+        assert words is not None and " ".join(w.word for w in words) == text
+        assert asr.align([path], [text], batch_size=1)[0] == words
+    assert asr.align([paths[0]], [""])[0] == []
+    assert asr.align([paths[0]], [" ".join(["seven"] * 200)])[0] is None  # more tokens than frames
+    with pytest.raises(Exception, match="2 inputs but 1 texts"):
+        asr.align(paths[:2], texts[:1])
+
+
+def test_transcribe_with_an_aligner_takes_its_word_times(exp_dir, fsdd_tiny, tmp_path, monkeypatch):
+    """The recognizer (made to output the reference transcripts: a 4-step model outputs nothing) and the aligner are
+    the same weights, the aligner with a calibrated shift: the transcripts must be the recognizer's, and the word
+    times the forced alignment of those transcripts plus the aligner's shift."""
+    from speechseq import load_asr
+    from speechseq.asr.ctc import Hypothesis
+
+    aligner_dir = tmp_path / "aligner"
+    aligner_dir.mkdir()
+    for name in ("model.pt", "config.yaml", "tokenizer.model"):
+        shutil.copy(exp_dir / name, aligner_dir / name)
+    (aligner_dir / "timing.json").write_text(json.dumps({"start_shift_s": 0.1, "end_shift_s": 0.05}))
+    asr, aligner = load_asr(exp_dir), load_asr(aligner_dir)
+    dev = read_manifest(fsdd_tiny["dev"])[:6]
+    paths, texts = [u.audio for u in dev], [u.text for u in dev]
+    by_frames = {}  # input length -> reference tokens (the clips have distinct lengths)
+    for u in dev:
+        by_frames[len(asr._load(u.audio, u.id))] = asr.tokenizer.encode(u.text)
+    assert len(by_frames) == len(dev)
+
+    def perfect(waves, wave_lens, method, beam_size, spans=False, lm=None):
+        assert not spans  # the aligner times the words, not the recognizer
+        return [Hypothesis(by_frames[int(n)], [], 0.0) for n in wave_lens]
+
+    monkeypatch.setattr(asr.model, "recognize", perfect)
+    timed = asr.transcribe(paths, batch_size=4, word_timestamps=True, aligner=aligner)
+    assert [t.text for t in timed] == texts
+    plain = asr.align(paths, texts)
+    for t, words in zip(timed, plain):
+        assert t.token_times is None and [w.word for w in t.words] == [w.word for w in words]
+        for pw, tw in zip(words, t.words):
+            assert tw.start_s == pytest.approx(pw.start_s + 0.1)
+            assert tw.end_s == pytest.approx(max(pw.end_s + 0.05, tw.start_s))
+    with pytest.raises(Exception, match="needs word_timestamps=True"):
+        asr.transcribe(paths[0], aligner=aligner)
+
+
 def test_average_writes_model_pt(runs, exp_dir):
     code, out, err = runs["results"]["average"]
     assert code == 0, err

@@ -3,10 +3,12 @@ or the model's own timestamps of its hypotheses with --hypothesis).
 
     python -m speechseq.bin.align --model-dir exp/ctc_tiny --manifest data/test.jsonl --out exp/ctc_tiny/align.jsonl
     python -m speechseq.bin.align --hypothesis --model-dir exp/paraformer --manifest ... --out ...
+    python -m speechseq.bin.align --hypothesis --aligner exp/aligner --model-dir exp/ctc_small --manifest ... --out ...
 
 Forced alignment uses the CTC head (every model kind has one). With ``--hypothesis`` the recognizer transcribes each
 utterance with word timestamps (CIF firing for Paraformer, CTC alignment of the hypothesis for CTC and AED); its
-words that match reference words (longest common subsequence) are scored.
+words that match reference words (longest common subsequence) are scored. ``--aligner DIR`` times that transcript
+by another model's forced alignment instead: one model recognises, a second (limited-context, calibrated) one times.
 
 When the manifest lines carry reference ``words: [[word, start_s, end_s], ...]`` (see
 ``speechseq.data.synthetic.make_connected_alignment_set``), the mean absolute boundary error is printed as well.
@@ -31,11 +33,10 @@ from pathlib import Path
 
 import torch
 
-from speechseq.asr.ctc import forced_align, word_times
 from speechseq.audio.io import load_audio
 from speechseq.data.manifest import iter_manifest
 from speechseq.errors import SpeechseqError
-from speechseq.infer.recognizer import TIMING_FILE, Recognizer, load_model_dir, read_timing
+from speechseq.infer.recognizer import TIMING_FILE, Recognizer, load_asr, load_model_dir, read_timing
 
 
 def signed_errors(ref: list[list], hyp: list[list]) -> list[tuple[float, float]]:
@@ -49,39 +50,41 @@ def signed_errors(ref: list[list], hyp: list[list]) -> list[tuple[float, float]]
 
 @torch.no_grad()
 def align_manifest(model_dir: str, manifest: str, out_path: str, device: str = "cpu", hypothesis: bool = False,
-                   timing: tuple[float, float] | None = None) -> dict:
+                   timing: tuple[float, float] | None = None, aligner_dir: str | None = None) -> dict:
     """Align every utterance's reference text (failures are reported and skipped), or with ``hypothesis`` time the
     words of the model's own transcript.
 
     Args:
         timing: (start, end) shifts added to the word times; None reads the model directory's ``timing.json``.
+        aligner_dir: with ``hypothesis``, time the transcript by this model directory's forced alignment (and its
+            ``timing.json``) instead of the model's own timestamps.
 
     Returns:
         {"aligned": count, and when references exist "start_mae_s", "end_mae_s", "mae_s" (means over the scored
         words), "scored" (utterances), "scored_words", "signed" (every scored word's (start, end) signed error)}.
     """
+    if aligner_dir is not None and not hypothesis:
+        raise SpeechseqError("align: --aligner times a model's own transcript; it needs --hypothesis")
     model, tokenizer, kind = load_model_dir(model_dir, device)
     timing = read_timing(model_dir) if timing is None else timing
-    ctc = getattr(model, "ctc", model)  # Paraformer and AED keep their encoder + CTC head in .ctc
-    asr = Recognizer(model, tokenizer, torch.device(device), kind, timing) if hypothesis else None
-    sr = model.frontend.sample_rate
+    asr = Recognizer(model, tokenizer, torch.device(device), kind, timing)
+    aligner = load_asr(aligner_dir, device) if aligner_dir is not None else None
+    sr = asr.sample_rate
     n = scored = 0
     signed: list[tuple[float, float]] = []
     Path(out_path).parent.mkdir(parents=True, exist_ok=True)
     with open(out_path, "w") as f:
         for u in iter_manifest(manifest):
             wave, _ = load_audio(u.audio, sr, u.offset, u.duration)
-            if asr is not None:
-                words = asr.transcribe((wave, sr), word_timestamps=True)[0].words or []
+            if hypothesis:
+                words = asr.transcribe((wave, sr), word_timestamps=True, aligner=aligner)[0].words or []
             else:
-                out = ctc(torch.from_numpy(wave)[None].to(device), torch.tensor([len(wave)], device=device))
-                tokens = tokenizer.encode(u.text)
-                try:
-                    spans = forced_align(ctc.alignment_scores(out.log_probs)[0, : int(out.lens[0])], tokens)
-                except ValueError as e:
-                    print(f"{u.id}: {e}")
+                aligned = asr.align([(wave, sr)], [u.text])[0]
+                if aligned is None:
+                    print(f"{u.id}: cannot align {len(tokenizer.encode(u.text))} tokens in "
+                          f"{len(wave) / sr:.2f} s of audio")
                     continue
-                words = word_times(spans, [tokenizer.id_to_piece(t) for t in tokens], model.frame_shift_s, *timing)
+                words = aligned
             hyp = [[w.word, round(w.start_s, 3), round(w.end_s, 3)] for w in words]
             f.write(json.dumps({"id": u.id, "words": hyp}) + "\n")
             n += 1
@@ -126,6 +129,9 @@ def main(argv: list[str] | None = None) -> int:
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--hypothesis", action="store_true",
                       help="time the model's own transcript (its native timestamps) instead of aligning the reference")
+    p.add_argument("--aligner", metavar="MODEL_DIR",
+                   help="with --hypothesis: time the transcript by this model's CTC forced alignment (and its "
+                        f"{TIMING_FILE}) instead of the model's own timestamps")
     mode.add_argument("--calibrate", action="store_true",
                       help="measure the model's emission delay on a manifest with reference word times and store it "
                            f"in <model-dir>/{TIMING_FILE}")
@@ -139,7 +145,8 @@ def main(argv: list[str] | None = None) -> int:
               f"{1000 * t['start_shift_s']:+.1f} ms, end shift {1000 * t['end_shift_s']:+.1f} ms -> "
               f"{Path(args.model_dir) / TIMING_FILE}")
         return 0
-    r = align_manifest(args.model_dir, args.manifest, args.out, args.device, args.hypothesis)
+    r = align_manifest(args.model_dir, args.manifest, args.out, args.device, args.hypothesis,
+                       aligner_dir=args.aligner)
     extra = ""
     if "mae_s" in r:
         extra = (f"; word boundary error vs reference: start {1000 * r['start_mae_s']:.1f} ms, end "

@@ -3,6 +3,8 @@
     asr = speechseq.load_asr("exp/ctc_tiny", device="cpu")
     results = asr.transcribe(["a.wav", (samples, 8000)], batch_size=8, word_timestamps=True)
     results[0].text, results[0].words[0].start_s
+    asr.align(["a.wav"], ["the known text"])          # CTC forced alignment of given text: word times
+    asr.transcribe("a.wav", word_timestamps=True, aligner=speechseq.load_asr("exp/aligner"))  # times by another model
 
 Inputs are file paths (any format soundfile reads) or ``(array, sample_rate)`` pairs; audio at another rate is
 resampled to the model's. A model directory holds ``config.yaml``, ``tokenizer.model`` and ``model.pt``; loading it
@@ -20,7 +22,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from speechseq.asr.ctc import WordTime, word_times
+from speechseq.asr.ctc import Hypothesis, WordTime, word_times
 from speechseq.asr.model import build_asr_model
 from speechseq.audio.io import load_audio, resample
 from speechseq.config import from_dict
@@ -132,8 +134,8 @@ class Recognizer:
 
     @torch.no_grad()
     def transcribe(self, inputs: AudioInput | Sequence[AudioInput], batch_size: int = 8, method: str = "greedy",
-                   beam_size: int = 10, word_timestamps: bool = False, lm: LmFusion | None = None
-                   ) -> list[Transcript]:
+                   beam_size: int = 10, word_timestamps: bool = False, lm: LmFusion | None = None,
+                   aligner: Recognizer | None = None) -> list[Transcript]:
         """Transcribe one input or a list; returns one Transcript per input, in input order.
 
         Args:
@@ -146,6 +148,10 @@ class Recognizer:
                 hypothesis; Paraformer: the frames that fed each token through CIF). An AED hypothesis with more
                 tokens than encoder frames cannot be aligned: its words and token_times are empty lists.
             lm: n-gram shallow fusion (:meth:`load_lm`); method "beam".
+            aligner: with ``word_timestamps``, time the words by this other recognizer's CTC forced alignment of the
+                transcript (:meth:`align`, with its calibrated shifts) instead of this model's own timestamps: one
+                model recognises, another (e.g. a limited-context model calibrated with ``speechseq align
+                --calibrate``) times. ``token_times`` is then None (the aligner's pieces are not ``tokens``).
 
         Raises:
             AudioError: a missing/unreadable/empty/non-finite file (named) or array (``inputs[i]``), a bad shape
@@ -160,13 +166,16 @@ class Recognizer:
             raise SpeechseqError(f"transcribe: batch_size and beam_size must be >= 1, got {batch_size}, {beam_size}")
         if lm is not None and method != "beam":
             raise SpeechseqError(f"transcribe: LM fusion is for beam search (method 'beam'), not {method!r}")
+        if aligner is not None and not word_timestamps:
+            raise SpeechseqError("transcribe: an aligner times words; it needs word_timestamps=True")
         single = not isinstance(inputs, (list, tuple)) or (isinstance(inputs, tuple) and len(inputs) == 2
                                                             and not isinstance(inputs[0], (str, Path, tuple)))
         items = [inputs] if single else list(inputs)
         waves = [self._load(x, "input array" if single else f"inputs[{i}]") for i, x in enumerate(items)]
         results: list[Transcript | None] = [None] * len(waves)
+        own_times = word_timestamps and aligner is None
         for idx, padded, lens in self.padded_batches(waves, batch_size):
-            hyps = self.model.recognize(padded, lens, method, beam_size, spans=word_timestamps, lm=lm)
+            hyps = self.model.recognize(padded, lens, method, beam_size, spans=own_times, lm=lm)
             shift = self.model.frame_shift_s
             for i, hyp in zip(idx, hyps):
                 words = token_times = None
@@ -178,7 +187,41 @@ class Recognizer:
                                              max(0.0, s.start * shift + start_shift, s.end * shift + end_shift))
                                    for p, s in zip(pieces, hyp.spans)]
                 results[i] = Transcript(self.tokenizer.decode(hyp.tokens), hyp.tokens, hyp.score, words, token_times)
+        if aligner is not None:
+            resampled = [w if aligner.sample_rate == self.sample_rate else resample(w, self.sample_rate,
+                                                                                      aligner.sample_rate)
+                         for w in waves]
+            timed = aligner.align([(w, aligner.sample_rate) for w in resampled],
+                                  [r.text for r in results], batch_size)  # type: ignore[union-attr]
+            for r, words in zip(results, timed):
+                r.words = words or []  # type: ignore[union-attr]
         return results  # type: ignore[return-value]
+
+    @torch.no_grad()
+    def align(self, inputs: Sequence[AudioInput], texts: Sequence[str], batch_size: int = 8
+              ) -> list[list[WordTime] | None]:
+        """CTC forced alignment of known transcripts: the word start/end times (with this model's calibrated shifts,
+        :attr:`timing`) of ``texts[i]`` in ``inputs[i]``, by this model's CTC head (every model kind has one).
+
+        Returns one list of words per input, in input order; None where the text has more tokens than the audio
+        has encoder frames (it cannot be aligned). An empty text gives an empty list.
+
+        Raises:
+            SpeechseqError: ``inputs`` and ``texts`` of different lengths. AudioError: as :meth:`transcribe`.
+        """
+        if len(inputs) != len(texts):
+            raise SpeechseqError(f"align: {len(inputs)} inputs but {len(texts)} texts")
+        waves = [self._load(x, f"inputs[{i}]") for i, x in enumerate(inputs)]
+        ctc = getattr(self.model, "ctc", self.model)  # Paraformer and AED keep their encoder + CTC head in .ctc
+        results: list[list[WordTime] | None] = [None] * len(waves)
+        for idx, padded, lens in self.padded_batches(waves, batch_size):
+            targets = [Hypothesis(self.tokenizer.encode(texts[i]), [], 0.0) for i in idx]
+            for i, target, spans in zip(idx, targets, ctc.token_spans(padded, lens, targets)):
+                if target.tokens and not spans:
+                    continue  # too many tokens for the frames
+                pieces = [self.tokenizer.id_to_piece(t) for t in target.tokens]
+                results[i] = word_times(spans, pieces, self.model.frame_shift_s, *self.timing)
+        return results
 
 
 def load_model_dir(model_dir: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, Tokenizer, str]:
