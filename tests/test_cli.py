@@ -102,6 +102,22 @@ def test_score_hyp_prints_the_wer(tmp_path):
     assert r.stdout.startswith("WER 50.00% (1 sub, 1 del, 1 ins of 6 words, 3 utts)"), r.stdout
 
 
+def test_pooled_rows_sum_errors_over_words_and_keep_the_mwer_model_apart():
+    from speechseq.bin.score import pooled_rows
+
+    def summary(model_dir, errors, words, lm=False):
+        s = {"model_dir": model_dir, "method": "beam" if lm else "greedy", "utterances": words, "audio_s": 2.0,
+             "rtf": 0.01, "substitutions": errors, "deletions": 1, "insertions": 0, "ref_words": words}
+        return {**s, "lm": "lm.arpa"} if lm else s
+
+    rows = pooled_rows([summary("exp/a", 3, 10), summary("exp/b", 0, 30), summary("exp/a/mwer", 9, 10),
+                        summary("exp/a", 1, 10, lm=True)]).splitlines()
+    assert [r.split("|")[1:5] for r in rows] == [
+        [" pooled over 2 ", " greedy ", " 40 ", " 12.50 "],             # (3 + 1 + 0 + 1) / 40
+        [" pooled over 1 ", " MWER model, greedy ", " 10 ", " 100.00 "],
+        [" pooled over 1 ", " beam + LM ", " 10 ", " 20.00 "]]
+
+
 def test_score_without_arguments_is_a_usage_error():
     r = speechseq_cli("score")
     assert r.returncode == 2 and "give --hyp or --table" in r.stderr

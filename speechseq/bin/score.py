@@ -2,6 +2,7 @@
 
     python -m speechseq.bin.score --hyp exp/x/decode_test/hyp.jsonl
     python -m speechseq.bin.score --table exp/*/decode_*/summary.json
+    python -m speechseq.bin.score --pooled --table exp/cv_*/decode_test_greedy/summary.json   # + pooled WER rows
 """
 
 from __future__ import annotations
@@ -32,10 +33,34 @@ def format_table(summaries: list[dict], names: list[str]) -> str:
     return "\n".join(rows)
 
 
+def pooled_rows(summaries: list[dict]) -> str:
+    """Table rows (the columns of :func:`format_table`) pooling the decodes of each method over several test sets,
+    e.g. the folds of a cross-validation: WER = all errors / all reference words; CER is not pooled ("-")."""
+    rows = []
+    groups: dict[str, list[dict]] = {}
+    for s in summaries:  # a Paraformer's MWER fine-tuned model (<exp>/mwer) is a model of its own
+        model = "MWER model, " if Path(s.get("model_dir", "")).name == "mwer" else ""
+        groups.setdefault(model + s["method"] + (" + LM" if s.get("lm") else ""), []).append(s)
+    for method, group in groups.items():
+        if any("ref_words" not in s for s in group):
+            continue
+        errors = sum(s["substitutions"] + s["deletions"] + s["insertions"] for s in group)
+        words = sum(s["ref_words"] for s in group)
+        audio = sum(s["audio_s"] for s in group)
+        rtf = sum(s["rtf"] * s["audio_s"] for s in group) / audio
+        rows.append(f"| pooled over {len(group)} | {method} | {sum(s['utterances'] for s in group)} | "
+                    f"{100 * errors / max(words, 1):.2f} | - | "
+                    + " | ".join(str(sum(s[k] for s in group)) for k in ("substitutions", "deletions", "insertions"))
+                    + f" | {rtf:.4f} |")
+    return "\n".join(rows)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="speechseq score", description=__doc__.splitlines()[0])
     p.add_argument("--hyp", help="hyp.jsonl with id/ref/hyp per line")
     p.add_argument("--table", nargs="+", help="summary.json files to tabulate")
+    p.add_argument("--pooled", action="store_true",
+                   help="with --table: add one row per decoding method pooling its errors over all the summaries")
     args = p.parse_args(argv)
     if args.hyp:
         rows = [json.loads(line) for line in Path(args.hyp).read_text().splitlines() if line.strip()]
@@ -45,7 +70,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.table:
         paths = [Path(x) for x in args.table]
         names = [f"{model_name(p.parent.parent)}/{p.parent.name}" for p in paths]
-        print(format_table([json.loads(p.read_text()) for p in paths], names))
+        summaries = [json.loads(p.read_text()) for p in paths]
+        print(format_table(summaries, names))
+        if args.pooled:
+            print(pooled_rows(summaries))
     if not args.hyp and not args.table:
         p.error("give --hyp or --table")
     return 0

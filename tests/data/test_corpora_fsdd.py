@@ -161,3 +161,39 @@ def test_run_sh_stage0_with_and_without_synthetic_digits(tmp_path: Path, synth: 
     else:
         assert not synthetic
     assert {u.speaker for u in read_manifest(tmp_path / "data" / "test.jsonl")} == {"fsdd_yweweler"}
+
+
+def test_fsdd_speakers_both_layouts(tmp_path: Path) -> None:
+    from speechseq.data.corpora.fsdd import fsdd_speakers
+
+    assert fsdd_speakers(FSDD) == ["fsdd_jackson", "fsdd_nicolas", "fsdd_theo", "fsdd_yweweler"]
+    assert fsdd_speakers(_upstream_tree(tmp_path)) == ["fsdd_alice", "fsdd_bob", "fsdd_carol"]
+
+
+def test_cv_sh_holds_out_every_speaker_and_pools_the_folds(tmp_path: Path) -> None:
+    """Leave-one-speaker-out over a 3-speaker tree of real FSDD recordings (debug model, 2 training steps): one fold
+    per speaker, each with that speaker alone as test, and a pooled row = all errors / all words of the folds."""
+    rec = tmp_path / "fsdd" / "recordings"
+    rec.mkdir(parents=True)
+    for spk in ("jackson", "nicolas", "theo"):
+        for d in range(10):
+            (rec / f"{d}_{spk}_0.wav").symlink_to(FSDD / "audio" / f"fsdd_{d}_{spk}_0.wav")
+    env = {**os.environ, "data_root": str(tmp_path / "data"), "exp_root": str(tmp_path / "exp"),
+           "config": str(ROOT / "recipes/conf/debug/ctc_debug.yaml"), "OMP_NUM_THREADS": "1",
+           "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    proc = subprocess.run([str(ROOT / "egs/fsdd/asr/cv.sh"), "--data-dir", str(tmp_path / "fsdd"), "--no-synth-digits",
+                           "--lm-order", "0", "--decode-methods", "greedy", "--train-args", "train.max_steps=2"],
+                          env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    summaries = []
+    for spk in ("jackson", "nicolas", "theo"):
+        assert {u.speaker for u in read_manifest(tmp_path / "data" / f"cv_{spk}" / "test.jsonl")} == {f"fsdd_{spk}"}
+        summaries.append(json.loads((tmp_path / "exp" / f"ctc_cv_{spk}" / "decode_test_greedy" / "summary.json")
+                                    .read_text()))
+    errors = sum(s["substitutions"] + s["deletions"] + s["insertions"] for s in summaries)
+    pooled = [line for line in proc.stdout.splitlines() if line.startswith("| pooled over 3 | greedy | 30 |")]
+    assert len(pooled) == 1 and pooled[0].split("|")[4].strip() == f"{100 * errors / 30:.2f}"
+    table = proc.stdout.strip().splitlines()[-6:]  # the final table: header, rule, one row per fold, pooled
+    assert [row.split("|")[1].strip() for row in table[2:5]] == [
+        f"ctc_cv_{spk}/decode_test_greedy" for spk in ("jackson", "nicolas", "theo")]
+    assert table[5] == pooled[0]

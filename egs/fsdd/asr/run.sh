@@ -5,10 +5,12 @@
 #   egs/fsdd/asr/run.sh --no-synth-digits                  # FSDD speakers only (default: training also gets the ten
 #                                                          # digits spoken by every installed TTS voice, at 8 kHz)
 #   egs/fsdd/asr/run.sh --synth-variants 4                 # and by 4 random speed/pitch variants of each voice
+#   egs/fsdd/asr/run.sh --test-speakers theo               # another held-out speaker (default: the last, yweweler);
+#                                                          # egs/fsdd/asr/cv.sh runs every speaker in turn
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(cd "$here/../../.." && pwd)
-data_dir=""; download=""; model=ctc; synth_digits=1; synth_variants=0
+data_dir=""; download=""; model=ctc; synth_digits=1; synth_variants=0; test_speakers=""
 args=()
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -17,6 +19,7 @@ while [ $# -gt 0 ]; do
     --download) download=$(realpath -m "$2"); shift 2 ;;
     --no-synth-digits) synth_digits=0; shift ;;
     --synth-variants) synth_variants=$2; shift 2 ;;
+    --test-speakers) test_speakers=$2; shift 2 ;;
     *) args+=("$1"); shift ;;
   esac
 done
@@ -30,5 +33,6 @@ export exp=${exp:-$here/exp/$model}
 export config=${config:-$root/recipes/conf/asr/${model}_fsdd.yaml}
 src="--data-dir $data_dir"; [ -n "$download" ] && src="--download $download"
 [ "$synth_digits" = 1 ] && src="$src --synth-digits $data/synth_digits --synth-variants $synth_variants"
+[ -n "$test_speakers" ] && src="$src --test-speakers $test_speakers"
 export prepare_cmd="python -m speechseq.bin.prepare fsdd --out $data $src"
 exec "$root/recipes/asr.sh" "${args[@]}"

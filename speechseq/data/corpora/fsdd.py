@@ -60,6 +60,24 @@ def _from_recordings(recordings: Path) -> list[Utterance]:
     return utts
 
 
+def _load(data_dir: Path) -> list[Utterance]:
+    if (data_dir / "manifest.jsonl").is_file():
+        utts = read_manifest(data_dir / "manifest.jsonl")
+    else:
+        recordings = _find_recordings(data_dir)
+        if recordings is None:
+            raise ManifestError(f"{data_dir}: neither manifest.jsonl nor a recordings/ folder of FSDD wavs")
+        utts = _from_recordings(recordings)
+    if not utts:
+        raise ManifestError(f"{data_dir}: no utterances found")
+    return utts
+
+
+def fsdd_speakers(data_dir: str | Path) -> list[str]:
+    """The speaker ids of an FSDD copy (either layout), sorted: e.g. for leave-one-speaker-out folds."""
+    return sorted({u.speaker for u in _load(Path(data_dir))})
+
+
 def _resolve_speakers(names: tuple[str, ...], speakers: list[str], what: str) -> set[str]:
     """Map user names ('theo' or 'fsdd_theo') onto manifest speaker ids."""
     out = set()
@@ -92,15 +110,7 @@ def prepare_fsdd(data_dir: str | Path, out_dir: str | Path, test_speakers: tuple
         ConfigError: unknown or overlapping held-out speakers, or too few speakers for three splits.
     """
     data_dir, out_dir = Path(data_dir), Path(out_dir)
-    if (data_dir / "manifest.jsonl").is_file():
-        utts = read_manifest(data_dir / "manifest.jsonl")
-    else:
-        recordings = _find_recordings(data_dir)
-        if recordings is None:
-            raise ManifestError(f"{data_dir}: neither manifest.jsonl nor a recordings/ folder of FSDD wavs")
-        utts = _from_recordings(recordings)
-    if not utts:
-        raise ManifestError(f"{data_dir}: no utterances found")
+    utts = _load(data_dir)
     speakers = sorted({u.speaker for u in utts})
     if test_speakers is None:
         test = {speakers[-1]}
