@@ -106,16 +106,21 @@ def test_pooled_rows_sum_errors_over_words_and_keep_the_mwer_model_apart():
     from speechseq.bin.score import pooled_rows
 
     def summary(model_dir, errors, words, lm=False):
-        s = {"model_dir": model_dir, "method": "beam" if lm else "greedy", "utterances": words, "audio_s": 2.0,
-             "rtf": 0.01, "substitutions": errors, "deletions": 1, "insertions": 0, "ref_words": words}
-        return {**s, "lm": "lm.arpa"} if lm else s
+        s = {"model_dir": model_dir, "method": "beam" if lm else "greedy", "beam_size": 10 if lm else 1,
+             "utterances": words, "audio_s": audio_s, "rtf": rtf, "substitutions": errors, "deletions": 1,
+             "insertions": 0, "ref_words": words}
+        return {**s, "lm": "lm.arpa", "lm_weight": 0.6, "lm_bonus": 1.5} if lm else s
 
-    rows = pooled_rows([summary("exp/a", 3, 10), summary("exp/b", 0, 30), summary("exp/a/mwer", 9, 10),
+    audio_s, rtf = 2.0, 0.01
+    first = summary("exp/a", 3, 10)
+    audio_s, rtf = 6.0, 0.03
+    rows = pooled_rows([first, summary("exp/b", 0, 30), summary("exp/a/mwer", 9, 10),
                         summary("exp/a", 1, 10, lm=True)]).splitlines()
-    assert [r.split("|")[1:5] for r in rows] == [
-        [" pooled over 2 ", " greedy ", " 40 ", " 12.50 "],             # (3 + 1 + 0 + 1) / 40
-        [" pooled over 1 ", " MWER model, greedy ", " 10 ", " 100.00 "],
-        [" pooled over 1 ", " beam + LM ", " 10 ", " 20.00 "]]
+    # greedy: WER (3 + 1 + 0 + 1) / 40 words, RTF (0.01 * 2 + 0.03 * 6) / 8 s; the MWER model and the LM rows apart
+    assert [[c.strip() for c in r.split("|")[1:-1]] for r in rows] == [
+        ["pooled over 2", "greedy", "40", "12.50", "-", "3", "2", "0", "0.0250"],
+        ["pooled over 1", "MWER model, greedy", "10", "100.00", "-", "9", "1", "0", "0.0300"],
+        ["pooled over 1", "beam (beam 10) + LM (weight 0.6, bonus 1.5)", "10", "20.00", "-", "1", "1", "0", "0.0300"]]
 
 
 def test_score_without_arguments_is_a_usage_error():
@@ -231,6 +236,8 @@ def test_recognizer_align_batched_equals_one_by_one_and_reports_unalignable(exp_
         assert words is not None and " ".join(w.word for w in words) == text
         assert asr.align([path], [text], batch_size=1)[0] == words
     assert asr.align([paths[0]], [""])[0] == []
+    with pytest.raises(Exception, match="inputs and texts are lists"):
+        asr.align(paths[0], texts[0])
     assert asr.align([paths[0]], [" ".join(["seven"] * 200)])[0] is None  # more tokens than frames
     with pytest.raises(Exception, match="2 inputs but 1 texts"):
         asr.align(paths[:2], texts[:1])
@@ -271,6 +278,26 @@ def test_transcribe_with_an_aligner_takes_its_word_times(exp_dir, fsdd_tiny, tmp
             assert tw.end_s == pytest.approx(max(pw.end_s + 0.05, tw.start_s))
     with pytest.raises(Exception, match="needs word_timestamps=True"):
         asr.transcribe(paths[0], aligner=aligner)
+    # an aligner at another rate reads the inputs themselves (one resampling from the source, not two)
+    seen = {}
+
+    def record(inputs, texts, batch_size=8):
+        seen["inputs"] = list(inputs)
+        return [None] * len(inputs)
+
+    monkeypatch.setattr(aligner, "sample_rate", 8000)
+    monkeypatch.setattr(aligner, "align", record)
+    assert all(t.words == [] for t in asr.transcribe(paths, word_timestamps=True, aligner=aligner))
+    assert seen["inputs"] == paths
+
+
+def test_aligned_words_take_the_transcript_spelling():
+    from speechseq.asr.ctc import WordTime
+    from speechseq.infer.recognizer import _with_transcript_words
+
+    words = [WordTime("h<unk>llo", 0.1, 0.4), WordTime("there", 0.5, 0.9)]
+    assert _with_transcript_words(words, "héllo there") == [WordTime("héllo", 0.1, 0.4), WordTime("there", 0.5, 0.9)]
+    assert _with_transcript_words(words, "hello") == words  # counts differ: the aligner's words as they are
 
 
 def test_average_writes_model_pt(runs, exp_dir):

@@ -138,6 +138,8 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.out is None and not args.calibrate:
         p.error("--out is required (except with --calibrate)")
+    if args.aligner and not args.hypothesis:
+        p.error("--aligner times a model's own transcript: it needs --hypothesis")
     if args.calibrate:
         out = args.out or str(Path(args.model_dir) / "calibration_align.jsonl")
         t = calibrate_timing(args.model_dir, args.manifest, out, args.device)

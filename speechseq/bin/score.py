@@ -20,27 +20,33 @@ def model_name(model_dir: Path) -> str:
     return f"{model_dir.parent.name}+mwer" if model_dir.name == "mwer" else model_dir.name
 
 
+def method_label(summary: dict) -> str:
+    """A decode summary's method with its beam and LM settings, e.g. "beam (beam 10) + LM (weight 0.6, bonus 1.5)"."""
+    label = summary["method"] + (f" (beam {summary['beam_size']})" if summary["method"] == "beam" else "")
+    if summary.get("lm"):
+        label += f" + LM (weight {summary['lm_weight']}, bonus {summary['lm_bonus']})"
+    return label
+
+
 def format_table(summaries: list[dict], names: list[str]) -> str:
     """A Markdown table: one row per decode summary."""
     rows = ["| decode | method | utts | WER % | CER % | sub | del | ins | RTF |", "|---|---|---|---|---|---|---|---|---|"]
     for name, s in zip(names, summaries):
-        method = s["method"] + (f" (beam {s['beam_size']})" if s["method"] == "beam" else "")
-        if s.get("lm"):
-            method += f" + LM (weight {s['lm_weight']}, bonus {s['lm_bonus']})"
-        rows.append(f"| {name} | {method} | {s['utterances']} | {100 * s.get('wer', float('nan')):.2f} | "
+        rows.append(f"| {name} | {method_label(s)} | {s['utterances']} | {100 * s.get('wer', float('nan')):.2f} | "
                     f"{100 * s.get('cer', float('nan')):.2f} | {s.get('substitutions', '-')} | "
                     f"{s.get('deletions', '-')} | {s.get('insertions', '-')} | {s['rtf']:.4f} |")
     return "\n".join(rows)
 
 
 def pooled_rows(summaries: list[dict]) -> str:
-    """Table rows (the columns of :func:`format_table`) pooling the decodes of each method over several test sets,
-    e.g. the folds of a cross-validation: WER = all errors / all reference words; CER is not pooled ("-")."""
+    """Table rows (the columns of :func:`format_table`) pooling the decodes of each method (with its beam and LM
+    settings) over several test sets of one model recipe, e.g. the folds of a cross-validation: WER = all errors / all
+    reference words; CER is not pooled ("-")."""
     rows = []
     groups: dict[str, list[dict]] = {}
     for s in summaries:  # a Paraformer's MWER fine-tuned model (<exp>/mwer) is a model of its own
         model = "MWER model, " if Path(s.get("model_dir", "")).name == "mwer" else ""
-        groups.setdefault(model + s["method"] + (" + LM" if s.get("lm") else ""), []).append(s)
+        groups.setdefault(model + method_label(s), []).append(s)
     for method, group in groups.items():
         if any("ref_words" not in s for s in group):
             continue
@@ -62,6 +68,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--pooled", action="store_true",
                    help="with --table: add one row per decoding method pooling its errors over all the summaries")
     args = p.parse_args(argv)
+    if not args.hyp and not args.table:
+        p.error("give --hyp or --table")
+    if args.pooled and not args.table:
+        p.error("--pooled adds rows to --table")
     if args.hyp:
         rows = [json.loads(line) for line in Path(args.hyp).read_text().splitlines() if line.strip()]
         r = error_rates([x["ref"] for x in rows], [x["hyp"] for x in rows])
@@ -74,8 +84,6 @@ def main(argv: list[str] | None = None) -> int:
         print(format_table(summaries, names))
         if args.pooled:
             print(pooled_rows(summaries))
-    if not args.hyp and not args.table:
-        p.error("give --hyp or --table")
     return 0
 
 

@@ -187,14 +187,11 @@ class Recognizer:
                                              max(0.0, s.start * shift + start_shift, s.end * shift + end_shift))
                                    for p, s in zip(pieces, hyp.spans)]
                 results[i] = Transcript(self.tokenizer.decode(hyp.tokens), hyp.tokens, hyp.score, words, token_times)
-        if aligner is not None:
-            resampled = [w if aligner.sample_rate == self.sample_rate else resample(w, self.sample_rate,
-                                                                                      aligner.sample_rate)
-                         for w in waves]
-            timed = aligner.align([(w, aligner.sample_rate) for w in resampled],
-                                  [r.text for r in results], batch_size)  # type: ignore[union-attr]
+        if aligner is not None:  # at another rate the aligner reads the inputs itself (one resampling, full band)
+            audio = [(w, self.sample_rate) for w in waves] if aligner.sample_rate == self.sample_rate else items
+            timed = aligner.align(audio, [r.text for r in results], batch_size)  # type: ignore[union-attr]
             for r, words in zip(results, timed):
-                r.words = words or []  # type: ignore[union-attr]
+                r.words = _with_transcript_words(words or [], r.text)  # type: ignore[union-attr]
         return results  # type: ignore[return-value]
 
     @torch.no_grad()
@@ -209,6 +206,9 @@ class Recognizer:
         Raises:
             SpeechseqError: ``inputs`` and ``texts`` of different lengths. AudioError: as :meth:`transcribe`.
         """
+        if isinstance(inputs, (str, Path)) or isinstance(texts, str) or (
+                isinstance(inputs, tuple) and len(inputs) == 2 and not isinstance(inputs[1], (str, Path, tuple))):
+            raise SpeechseqError("align: inputs and texts are lists, one text per input (e.g. [path], [text])")
         if len(inputs) != len(texts):
             raise SpeechseqError(f"align: {len(inputs)} inputs but {len(texts)} texts")
         waves = [self._load(x, f"inputs[{i}]") for i, x in enumerate(inputs)]
@@ -222,6 +222,15 @@ class Recognizer:
                 pieces = [self.tokenizer.id_to_piece(t) for t in target.tokens]
                 results[i] = word_times(spans, pieces, self.model.frame_shift_s, *self.timing)
         return results
+
+
+def _with_transcript_words(words: list[WordTime], text: str) -> list[WordTime]:
+    """An aligner's words spelled as the transcript spells them (its tokenizer may map characters it lacks to
+    <unk>), when both have as many words; otherwise as the aligner has them."""
+    spelled = text.split()
+    if len(spelled) != len(words):
+        return words
+    return [WordTime(w, t.start_s, t.end_s) for w, t in zip(spelled, words)]
 
 
 def load_model_dir(model_dir: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, Tokenizer, str]:

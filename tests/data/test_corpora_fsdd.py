@@ -146,7 +146,7 @@ def test_extra_train_voices_join_train_only(tmp_path: Path) -> None:
 def test_run_sh_stage0_with_and_without_synthetic_digits(tmp_path: Path, synth: bool) -> None:
     env = {**os.environ, "data": str(tmp_path / "data"), "exp": str(tmp_path / "exp"),
            "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
-    flags = [] if synth else ["--no-synth-digits"]
+    flags = [] if synth else ["--no-synth-digits", "--test-speakers", "theo"]
     proc = subprocess.run([str(ROOT / "egs/fsdd/asr/run.sh"), "--data-dir", str(FSDD), *flags, "--stage", "0",
                            "--stop-stage", "0"], env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-4000:]
@@ -160,7 +160,8 @@ def test_run_sh_stage0_with_and_without_synthetic_digits(tmp_path: Path, synth: 
         assert sf.info(synthetic[0].audio).samplerate == 8000
     else:
         assert not synthetic
-    assert {u.speaker for u in read_manifest(tmp_path / "data" / "test.jsonl")} == {"fsdd_yweweler"}
+    held_out = "fsdd_yweweler" if synth else "fsdd_theo"
+    assert {u.speaker for u in read_manifest(tmp_path / "data" / "test.jsonl")} == {held_out}
 
 
 def test_fsdd_speakers_both_layouts(tmp_path: Path) -> None:
@@ -187,7 +188,10 @@ def test_cv_sh_holds_out_every_speaker_and_pools_the_folds(tmp_path: Path) -> No
     assert proc.returncode == 0, proc.stderr[-4000:]
     summaries = []
     for spk in ("jackson", "nicolas", "theo"):
-        assert {u.speaker for u in read_manifest(tmp_path / "data" / f"cv_{spk}" / "test.jsonl")} == {f"fsdd_{spk}"}
+        fold = tmp_path / "data" / f"cv_{spk}"
+        assert {u.speaker for u in read_manifest(fold / "test.jsonl")} == {f"fsdd_{spk}"}
+        trained = {u.speaker for split in ("train", "dev") for u in read_manifest(fold / f"{split}.jsonl")}
+        assert trained == {"fsdd_jackson", "fsdd_nicolas", "fsdd_theo"} - {f"fsdd_{spk}"}
         summaries.append(json.loads((tmp_path / "exp" / f"ctc_cv_{spk}" / "decode_test_greedy" / "summary.json")
                                     .read_text()))
     errors = sum(s["substitutions"] + s["deletions"] + s["insertions"] for s in summaries)

@@ -27,9 +27,11 @@ if [ -z "$data_dir" ] && [ -z "$download" ]; then
   [ -d "$root/../shared/data/fsdd" ] && data_dir=$(realpath "$root/../shared/data/fsdd") || download=$here/downloads
 fi
 export PYTHONPATH="$root${PYTHONPATH:+:$PYTHONPATH}"
-export data=${data:-$here/data}
+# another held-out speaker gets its own default folders (the .done markers would otherwise keep the old split)
+held_out=""; [ -n "$test_speakers" ] && held_out="_test_${test_speakers//,/_}"
+export data=${data:-$here/data$held_out}
 case "$model" in ctc|paraformer|aed) ;; *) echo "unknown --model $model (ctc, paraformer, aed)" >&2; exit 1 ;; esac
-export exp=${exp:-$here/exp/$model}
+export exp=${exp:-$here/exp/$model$held_out}
 export config=${config:-$root/recipes/conf/asr/${model}_fsdd.yaml}
 src="--data-dir $data_dir"; [ -n "$download" ] && src="--download $download"
 [ "$synth_digits" = 1 ] && src="$src --synth-digits $data/synth_digits --synth-variants $synth_variants"
