@@ -5,7 +5,8 @@
     python benchmarks/bench_train.py --device cuda --max-duration-s 600 --steps 10    # GPU: fp32 and bf16 autocast
 
 Models are built from the recipe configs, exactly as trained (SpecAugment, dropout, intermediate CTC and
-self-conditioning as configured): ``tiny`` = recipes/conf/asr/ctc_synth_tiny.yaml (vocabulary 128) and ``30M`` =
+self-conditioning as configured): ``tiny`` = recipes/conf/asr/ctc_synth_tiny.yaml (vocabulary 128), ``small`` =
+recipes/conf/asr/ctc_synth_small.yaml (vocabulary 256) and ``30M`` =
 recipes/conf/asr/ctc_librispeech_30m.yaml (vocabulary 1024), random initial weights. Batches are real speech: the
 utterances of ../shared/data/mfa_samples (or ``--manifest``), bucketed by DurationBucketSampler with
 ``--max-duration-s`` of padded audio per batch (utterances longer than that are left out), taking the fullest
@@ -43,6 +44,7 @@ from speechseq.train.loop import param_groups  # noqa: E402
 
 CONFIGS = {
     "tiny": REPO_ROOT / "recipes" / "conf" / "asr" / "ctc_synth_tiny.yaml",
+    "small": REPO_ROOT / "recipes" / "conf" / "asr" / "ctc_synth_small.yaml",
     "30M": REPO_ROOT / "recipes" / "conf" / "asr" / "ctc_librispeech_30m.yaml",
 }
 DEFAULT_MANIFEST = SHARED_DATA / "mfa_samples" / "manifest.jsonl"
@@ -98,7 +100,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--threads", type=int, default=2, help="torch intra-op CPU threads")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (cuda also times bf16 autocast)")
-    parser.add_argument("--configs", default="tiny,30M", help="comma-separated subset of tiny,30M")
+    parser.add_argument("--configs", default="tiny,30M", help="comma-separated subset of tiny,small,30M")
     parser.add_argument("--manifest", type=Path, action="append",
                         help="manifest(s) of real speech (repeatable; default ../shared/data/mfa_samples)")
     parser.add_argument("--max-duration-s", type=float, default=30.0, help="padded seconds of audio per batch")

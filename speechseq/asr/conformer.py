@@ -19,6 +19,7 @@ from torch import Tensor, nn
 
 from speechseq.layers.attention import RelPositionAttention, rel_positions
 from speechseq.layers.conv import ConvModule, FeedForward
+from speechseq.layers.dropout import Dropout
 from speechseq.layers.masks import attention_mask, valid_mask
 from speechseq.layers.subsampling import Subsampling
 
@@ -82,7 +83,7 @@ class ConformerBlock(nn.Module):
         self.conv = ConvModule(d, cfg.conv_kernel, cfg.causal_conv, cfg.conv_norm, cfg.dropout)
         self.ff2_norm, self.ff2 = nn.LayerNorm(d), FeedForward(d, cfg.ff_expansion, cfg.dropout)
         self.out_norm = nn.LayerNorm(d)
-        self.dropout = nn.Dropout(cfg.dropout)
+        self.dropout = Dropout(cfg.dropout)
 
     def forward(self, x: Tensor, mask: Tensor, valid: Tensor, pos: Tensor | None = None) -> Tensor:
         """x (B, T, D), mask (B, T, T) bool, valid (B, T) bool, pos: optional ``rel_positions(T, T, D)`` shared by
@@ -102,7 +103,7 @@ class ConformerEncoder(nn.Module):
         self.cfg = cfg
         self.subsampling = Subsampling(cfg.num_features, cfg.d_model, cfg.subsampling_factor, cfg.subsampling,
                                        cfg.subsampling_channels)
-        self.dropout = nn.Dropout(cfg.dropout)
+        self.dropout = Dropout(cfg.dropout)
         self.blocks = nn.ModuleList(ConformerBlock(cfg) for _ in range(cfg.num_layers))
 
     def forward(self, feats: Tensor, feat_lens: Tensor, chunk_size: int | None = None, left_chunks: int | None = None,

@@ -40,6 +40,7 @@ from speechseq.asr.ctc import CtcConfig, CtcModel, Hypothesis, TokenSpan, attach
 from speechseq.asr.frontend import Frontend, FrontendConfig
 from speechseq.errors import ConfigError
 from speechseq.layers.decoder import IGNORE, DecoderConfig, TransformerDecoder, append_eos, sinusoidal_positions
+from speechseq.layers.dropout import Dropout
 from speechseq.layers.masks import valid_mask
 from speechseq.text.ngram import LmFusion
 from speechseq.text.tokenizer import BLANK_ID, BOS_ID, EOS_ID
@@ -90,7 +91,7 @@ class CifPredictor(nn.Module):
     def __init__(self, d_model: int, dropout: float):
         super().__init__()
         self.conv = nn.Conv1d(d_model, d_model, kernel_size=3, padding=1)
-        self.drop = nn.Dropout(dropout)
+        self.drop = Dropout(dropout)
         self.proj = nn.Linear(d_model, 1)
 
     def forward(self, hidden: Tensor, mask: Tensor) -> Tensor:

@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from speechseq.layers.dropout import Dropout
+
 
 class ConvModule(nn.Module):
     def __init__(self, d_model: int, kernel_size: int, causal: bool = False,
@@ -27,7 +29,7 @@ class ConvModule(nn.Module):
         self.norm_kind = norm
         self.norm = nn.LayerNorm(d_model) if norm == "layer" else nn.BatchNorm1d(d_model)
         self.pointwise_out = nn.Conv1d(d_model, d_model, 1)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     @property
     def left_context(self) -> int:
@@ -44,19 +46,26 @@ class ConvModule(nn.Module):
             (B, T, D) output and the (B, D, T + K-1) depthwise input incl. the cache/left padding.
         """
         # The pointwise convs run as matmuls on (B, T, D) (their (out, in, 1) weights seen as (out, in)): no transposes
-        # around them; only the depthwise conv works on (B, D, T).
+        # around them. The depthwise conv reads the same (B, T, D) memory as a channels-last (B, D, T, 1) image: on the
+        # CPU oneDNN's channels-last depthwise conv is ~4x faster than Conv1d's (forward + backward), with no copy.
         h = F.glu(F.linear(x, self.pointwise_in.weight[:, :, 0], self.pointwise_in.bias), dim=-1)  # (B, T, D)
-        h = (h * valid[:, :, None].to(h.dtype)).transpose(1, 2)  # (B, D, T)
+        h = h * valid[:, :, None].to(h.dtype)
         if self.causal:
-            left = cache if cache is not None else h.new_zeros(h.shape[0], h.shape[1], self.kernel_size - 1)
-            h = torch.cat([left, h], dim=2)
-            padded = h
+            left = cache.transpose(1, 2) if cache is not None else h.new_zeros(h.shape[0], self.kernel_size - 1,
+                                                                                  h.shape[2])
+            padded = torch.cat([left, h], dim=1)  # (B, T + K-1, D)
         else:
             pad = (self.kernel_size - 1) // 2
-            padded = F.pad(h, (pad, pad))
-        h = self.depthwise(padded)
-        h = self.norm(h.transpose(1, 2)) if self.norm_kind == "layer" else self.norm(h).transpose(1, 2)  # (B, T, D)
+            padded = F.pad(h, (0, 0, pad, pad))
+        weight = self.depthwise.weight[:, :, :, None].to(memory_format=torch.channels_last)  # (D, 1, K, 1)
+        h = F.conv2d(padded.transpose(1, 2)[:, :, :, None], weight, self.depthwise.bias, groups=weight.shape[0])
+        h = h[:, :, :, 0].transpose(1, 2)  # (B, T, D)
+        if self.norm_kind == "layer":
+            h = self.norm(h)
+        else:
+            h = self.norm(h.transpose(1, 2)).transpose(1, 2)
         h = F.linear(F.silu(h), self.pointwise_out.weight[:, :, 0], self.pointwise_out.bias)
+        padded = padded.transpose(1, 2)  # (B, D, T + K-1), the layout the cache is kept in
         return self.dropout(h), padded
 
 
@@ -66,8 +75,8 @@ class FeedForward(nn.Module):
     def __init__(self, d_model: int, expansion: int = 4, dropout: float = 0.0):
         super().__init__()
         self.net = nn.Sequential(
-            nn.Linear(d_model, expansion * d_model), nn.SiLU(), nn.Dropout(dropout),
-            nn.Linear(expansion * d_model, d_model), nn.Dropout(dropout),
+            nn.Linear(d_model, expansion * d_model), nn.SiLU(), Dropout(dropout),
+            nn.Linear(expansion * d_model, d_model), Dropout(dropout),
         )
 
     def forward(self, x: Tensor) -> Tensor:

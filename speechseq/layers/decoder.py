@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from speechseq.layers.dropout import Dropout
 from speechseq.layers.masks import valid_mask
 from speechseq.text.tokenizer import EOS_ID
 
@@ -104,9 +105,9 @@ class DecoderLayer(nn.Module):
         self.norm_self, self.norm_cross, self.norm_ffn = nn.LayerNorm(d_model), nn.LayerNorm(d_model), nn.LayerNorm(d_model)
         self.self_attn = MultiHeadAttention(d_model, cfg.num_heads, cfg.attention_dropout)
         self.cross_attn = MultiHeadAttention(d_model, cfg.num_heads, cfg.attention_dropout)
-        self.ffn = nn.Sequential(nn.Linear(d_model, cfg.ffn_dim), nn.ReLU(), nn.Dropout(cfg.dropout),
+        self.ffn = nn.Sequential(nn.Linear(d_model, cfg.ffn_dim), nn.ReLU(), Dropout(cfg.dropout),
                                  nn.Linear(cfg.ffn_dim, d_model))
-        self.drop = nn.Dropout(cfg.dropout)
+        self.drop = Dropout(cfg.dropout)
 
     def forward(self, x: Tensor, self_mask: Tensor, memory_kv: KV, memory_mask: Tensor,
                 cache: KV | None = None) -> tuple[Tensor, KV]:

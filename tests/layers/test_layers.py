@@ -148,3 +148,30 @@ def test_subsampling_lengths_and_batch_consistency():
             alone, alone_len = sub(feats[b:b + 1, : lens[b]], lens[b:b + 1])
             assert alone_len.item() == y_lens[b].item()
             assert torch.allclose(alone[0], y[b, : y_lens[b]], atol=1e-5), (kind, factor, b)
+
+
+
+def test_subsampling_equals_plain_conv2d_formulation():
+    """The channels-last, in-place forward computes relu(conv(x)) with padded frames zeroed after every stage, as
+    the modules' own NCHW Conv2d layers do, and gives the same gradients."""
+    torch.manual_seed(0)
+    for kind, factor in [("conv2d", 4), ("dw_striding", 8)]:
+        sub = Subsampling(24, 16, factor, kind, channels=8)
+        feats = torch.randn(3, 41, 24)
+        lens = torch.tensor([41, 30, 17])
+        x, n = feats[:, None] * (torch.arange(41)[None] < lens[:, None])[:, None, :, None], lens
+        for conv in sub.convs:
+            x = torch.relu(conv(x))
+            n = (n - 1) // 2 + (0 if kind == "conv2d" else 1)
+            x = x * (torch.arange(x.shape[2])[None] < n[:, None])[:, None, :, None]
+        ref = sub.out(x.transpose(1, 2).flatten(2))
+        w = torch.randn_like(ref)
+        (ref * w).sum().backward()
+        ref_grads = [p.grad.clone() for p in sub.parameters()]
+        sub.zero_grad()
+        y, y_lens = sub(feats, lens)
+        (y * w).sum().backward()
+        assert y_lens.tolist() == n.tolist()
+        assert torch.allclose(y, ref, atol=1e-5), kind
+        for r, p in zip(ref_grads, sub.parameters()):
+            assert torch.allclose(p.grad, r, atol=1e-4, rtol=1e-4), kind
