@@ -16,8 +16,11 @@
   candidates are the greedy path plus ``mwer_candidates - 1`` others, either (``mwer_sampling="swap"``) the greedy
   path with a Bernoulli(0.5) subset of positions swapped to their second-best token, or (``"posterior"``) a token
   drawn at every position from the decoder's own distribution, which gives competitors as close as the model makes
-  them; ``sum_k P(y_k) (err_k - mean err)`` with P renormalised over the candidates and err the token edit distance
-  to the reference (rapidfuzz).
+  them, or (``"nbest"``) the exact k best sequences of the slot-factorised distribution; ``sum_k P(y_k) (err_k -
+  mean err)`` with P renormalised over the candidates and err the token edit distance to the reference
+  (rapidfuzz). ``mwer_slots="inference"`` decodes the candidates on the unscaled CIF weights with the inference
+  tail instead of the target-length slots, so that their lengths, and thus insertions and deletions, are those of
+  decoding.
 * **Inference**: a zero frame with weight ``tail_threshold`` is appended so that a trailing token with at least
   1 - tail_threshold accumulated weight still fires; one decoder pass; the output stops at the first <eos>.
   Optionally a beam search over the CIF slots fuses a token n-gram LM (the slots stay fixed; the LM links them).
@@ -27,6 +30,7 @@ Dims: B batch, T' encoder frames, D width, N tokens (including <eos>), V vocabul
 
 from __future__ import annotations
 
+import heapq
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -62,8 +66,12 @@ class ParaformerConfig:
         predictor_dropout: dropout on the predictor's hidden layer.
         mwer_weight: weight of the MWER loss (fine-tuning stage; 0 = off).
         mwer_candidates: hypotheses per utterance in MWER (the greedy one included).
-        mwer_sampling: how the other candidates are drawn: "swap" (second-best tokens at random positions) or
-            "posterior" (every position sampled from the decoder's distribution).
+        mwer_sampling: how the other candidates are drawn: "swap" (second-best tokens at random positions),
+            "posterior" (every position sampled from the decoder's distribution) or "nbest" (the most probable
+            sequences of the slot-factorised distribution, :func:`factorised_nbest`: the closest competitors).
+        mwer_slots: the CIF slots MWER decodes on: "target" (weights scaled to the reference length, as the CE
+            pass) or "inference" (the unscaled weights plus the inference tail, so candidates have the lengths
+            that decoding will give them and MWER also sees insertions and deletions).
         span_min_weight: frames whose CIF weight is below this are silence for token timestamps.
     """
 
@@ -77,12 +85,16 @@ class ParaformerConfig:
     predictor_dropout: float = 0.1
     mwer_weight: float = 0.0
     mwer_candidates: int = 4
-    mwer_sampling: Literal["swap", "posterior"] = "swap"
+    mwer_sampling: Literal["swap", "posterior", "nbest"] = "swap"
+    mwer_slots: Literal["target", "inference"] = "target"
     span_min_weight: float = 0.05
 
     def __post_init__(self) -> None:
-        if self.mwer_sampling not in ("swap", "posterior"):
-            raise ConfigError(f"paraformer.mwer_sampling must be 'swap' or 'posterior', got {self.mwer_sampling!r}")
+        if self.mwer_sampling not in ("swap", "posterior", "nbest"):
+            raise ConfigError(f"paraformer.mwer_sampling must be 'swap', 'posterior' or 'nbest', got "
+                              f"{self.mwer_sampling!r}")
+        if self.mwer_slots not in ("target", "inference"):
+            raise ConfigError(f"paraformer.mwer_slots must be 'target' or 'inference', got {self.mwer_slots!r}")
 
 
 class CifPredictor(nn.Module):
@@ -161,8 +173,12 @@ def mwer_candidates(logp: Tensor, k: int, sampling: str, valid: Tensor | None = 
     path; the others swap a Bernoulli(0.5) subset of positions to the second-best token (``"swap"``) or draw every
     position from ``exp(logp)`` (``"posterior"``). With ``"posterior"``, positions outside ``valid`` (B, N) keep the
     greedy token, and a draw equal to the greedy path gets one random valid position swapped to its second-best
-    token, so a confident decoder still sees competitors (identical candidates would give MWER no gradient)."""
+    token, so a confident decoder still sees competitors (identical candidates would give MWER no gradient).
+    ``"nbest"``: the k most probable sequences over the valid positions (:func:`factorised_nbest`)."""
     b, n, v = logp.shape
+    if sampling == "nbest":
+        valid = torch.ones(b, n, dtype=torch.bool, device=logp.device) if valid is None else valid
+        return torch.stack([factorised_nbest(logp[i], valid[i], k) for i in range(b)])
     greedy = logp.argmax(-1)
     second = logp.topk(2, dim=-1).indices[..., 1]
     if sampling == "swap":
@@ -177,10 +193,53 @@ def mwer_candidates(logp: Tensor, k: int, sampling: str, valid: Tensor | None = 
         swap = same[..., None] & (torch.arange(n, device=logp.device) == pick[..., None])
         cands = torch.where(swap, second[:, None], cands)
     else:
-        raise ValueError(f"unknown MWER sampling {sampling!r} (choices: swap, posterior)")
+        raise ValueError(f"unknown MWER sampling {sampling!r} (choices: swap, posterior, nbest)")
     cands = cands.clone()
     cands[:, 0] = greedy
     return cands
+
+
+def factorised_nbest(logp: Tensor, valid: Tensor, k: int) -> Tensor:
+    """The k most probable token sequences of a distribution that factorises over positions (the parallel
+    decoder's: one independent distribution per CIF slot). logp (N, V), valid (N,) -> (k, N), best first.
+
+    A sequence is the greedy path with some valid positions changed to a lower-ranked token; its log-probability
+    falls by the sum of those changes' costs ``logp[j, best] - logp[j, r]``. Any change among the k best
+    sequences is one of the k cheapest single changes (each of those alone already beats a sequence containing a
+    costlier one), so the search runs over those k only: subsets are enumerated in order of total cost with a heap
+    (from a subset with last change i: add change i+1, or replace i by i+1), skipping those that change one position
+    twice. Invalid positions keep their greedy token. If fewer than k sequences exist, the last one is repeated.
+    Written here because no library enumerates the k best of a product distribution; the search is tiny (k <= V).
+    """
+    n, v = logp.shape
+    greedy = logp.argmax(-1)
+    out = [greedy]
+    m = min(k, v)
+    if n and m > 1 and bool(valid.any()):
+        top_lp, top_id = logp.topk(m, dim=-1)  # (N, m)
+        cost = (top_lp[:, :1] - top_lp[:, 1:]).masked_fill(~valid[:, None], float("inf"))  # (N, m-1)
+        flat = cost.flatten()
+        order = flat.argsort(stable=True)[: k - 1]
+        order = order[torch.isfinite(flat[order])].tolist()
+        changes = [(j // (m - 1), int(top_id[j // (m - 1), j % (m - 1) + 1])) for j in order]
+        costs = [float(flat[j]) for j in order]
+        heap: list[tuple[float, tuple[int, ...]]] = [(costs[0], (0,))] if changes else []
+        while heap and len(out) < k:
+            total, subset = heapq.heappop(heap)
+            last = subset[-1]
+            if last + 1 < len(changes):
+                heapq.heappush(heap, (total + costs[last + 1], subset + (last + 1,)))
+                heapq.heappush(heap, (total - costs[last] + costs[last + 1], subset[:-1] + (last + 1,)))
+            positions = [changes[i][0] for i in subset]
+            if len(set(positions)) < len(positions):
+                continue  # one position changed twice: not a sequence (its heap children may be)
+            seq = greedy.clone()
+            for i in subset:
+                seq[changes[i][0]] = changes[i][1]
+            out.append(seq)
+    while len(out) < k:
+        out.append(out[-1])
+    return torch.stack(out)
 
 
 @dataclass
@@ -236,19 +295,23 @@ class ParaformerModel(nn.Module):
         metrics: dict[str, float] = {}
         mwer = None
         need_grad = cfg.mwer_weight > 0 and self.training
-        with torch.set_grad_enabled(need_grad and torch.is_grad_enabled()):
+        on_target = need_grad and cfg.mwer_slots == "target"  # MWER reads this pass: it needs its gradient
+        with torch.set_grad_enabled(on_target and torch.is_grad_enabled()):
             logits1 = self.decode_logits(embeds, lens, hidden, hidden_lens)
         pred1 = logits1.argmax(-1)
         correct = ((pred1 == target) & pos_valid).sum()
         metrics["acc"] = (correct.float() / pos_valid.sum().clamp(min=1)).item()
         if need_grad:
-            mwer = self._mwer(logits1, target, pos_valid)
+            if on_target:
+                mwer = self._mwer(logits1, target, pos_valid)
+            else:
+                mwer = self._mwer_inference_slots(hidden, hidden_lens, alphas, target, pos_valid)
             metrics["mwer"] = mwer.item()
         if cfg.sampling_ratio > 0 and self.training:
             embeds = self._glance(embeds, pred1, target, pos_valid)
             logits = self.decode_logits(embeds, lens, hidden, hidden_lens)
         else:
-            logits = logits1 if need_grad else self.decode_logits(embeds, lens, hidden, hidden_lens)
+            logits = logits1 if on_target else self.decode_logits(embeds, lens, hidden, hidden_lens)
         ce = F.cross_entropy(logits.float().transpose(1, 2), target, ignore_index=IGNORE,
                              label_smoothing=cfg.label_smoothing, reduction="sum") / tokens.shape[0]
         metrics.update(att=ce.item(), length=length_loss.item(), ctc=enc.metrics["ctc"])
@@ -270,6 +333,29 @@ class ParaformerModel(nn.Module):
                      * pos_valid[:, None]).sum(-1)
         errs = torch.tensor([[token_edit_distance(cands[b, j], target[b], pos_valid[b]) for j in range(k)]
                              for b in range(cands.shape[0])], device=logp.device)
+        return mwer_loss(cand_logp, errs)
+
+    def _mwer_inference_slots(self, hidden: Tensor, hidden_lens: Tensor, alphas: Tensor, target: Tensor,
+                              pos_valid: Tensor) -> Tensor:
+        """MWER on the slots decoding would use: the unscaled weights plus the tail fire as many tokens as the
+        predictor says (not the reference's count), the decoder reads them as in :meth:`recognize` (blank and
+        <bos> excluded), and each candidate is scored against the reference by edit distance, so too many or
+        too few slots count as insertions or deletions."""
+        k = self.cfg.mwer_candidates
+        a_ext, h_ext = append_tail(alphas, hidden, hidden_lens, self.cfg.tail_threshold)
+        embeds, fired = cif(h_ext, a_ext, self.cfg.threshold)
+        if embeds.shape[1] == 0:
+            return alphas.sum() * 0.0
+        logits = self.decode_logits(embeds, fired, hidden, hidden_lens).float()
+        never = torch.zeros(logits.shape[-1], dtype=torch.bool, device=logits.device)
+        never[[BLANK_ID, BOS_ID]] = True
+        logp = logits.masked_fill(never, float("-inf")).log_softmax(-1)  # (B, N', V)
+        valid = valid_mask(fired, logp.shape[1])
+        cands = mwer_candidates(logp.detach(), k, self.cfg.mwer_sampling, valid)  # (B, K, N')
+        picked = logp[:, None].expand(-1, k, -1, -1).gather(-1, cands[..., None]).squeeze(-1)
+        cand_logp = torch.where(valid[:, None], picked, 0.0).sum(-1)
+        errs = torch.tensor([[token_edit_distance(cands[b, j, : int(fired[b])], target[b], pos_valid[b])
+                              for j in range(k)] for b in range(cands.shape[0])], device=logp.device)
         return mwer_loss(cand_logp, errs)
 
     @torch.no_grad()

@@ -306,3 +306,53 @@ def test_mwer_candidates_greedy_first_then_swaps_or_posterior_samples():
     assert bool((cands[:, 2] == 1).all())
     with pytest.raises(ValueError, match="unknown MWER sampling"):
         mwer_candidates(logp, 2, "beam")
+
+
+def test_factorised_nbest_equals_brute_force_ranking():
+    from speechseq.asr.paraformer import factorised_nbest
+
+    g = torch.Generator().manual_seed(3)
+    for trial in range(5):
+        logp = torch.randn(4, 5, generator=g).mul(2).log_softmax(-1)
+        valid = torch.tensor([True, True, True, trial % 2 == 0])
+        k = 7
+        best = factorised_nbest(logp, valid, k)
+        assert best.shape == (k, 4)
+        n_valid = int(valid.sum())
+        scored = []
+        for seq in itertools.product(range(5), repeat=n_valid):
+            full = list(seq) + ([int(logp[3].argmax())] if n_valid == 3 else [])
+            scored.append((float(logp[torch.arange(4), torch.tensor(full)].sum()), tuple(full)))
+        scored.sort(key=lambda e: -e[0])
+        got = [float(logp[torch.arange(4), row].sum()) for row in best]
+        assert got == pytest.approx([s for s, _ in scored[:k]], abs=1e-5)  # the k best scores, best first
+        assert len({tuple(r.tolist()) for r in best}) == k  # all distinct
+        if n_valid == 3:
+            assert bool((best[:, 3] == logp[3].argmax()).all())  # an invalid position keeps its greedy token
+    # fewer sequences than k: one valid position, 3 tokens -> 3 sequences, the last repeated
+    few = factorised_nbest(torch.tensor([[0.0, -1.0, -2.0], [0.0, -3.0, -4.0]]), torch.tensor([True, False]), 5)
+    assert few[:, 0].tolist() == [0, 1, 2, 2, 2] and few[:, 1].tolist() == [0] * 5
+
+
+def test_mwer_on_inference_slots_trains_decoder_and_predictor():
+    grads = {}
+    for weight in (0.0, 0.5):
+        torch.manual_seed(0)
+        model = tiny_paraformer(mwer_weight=weight, mwer_sampling="nbest", mwer_slots="inference",
+                                predictor_dropout=0.0)
+        with torch.no_grad():  # tokens 5 and 9 lead everywhere, so candidates differ in their errors
+            model.out.bias[5], model.out.bias[9] = 4.0, 3.5
+        torch.manual_seed(1)
+        waves = torch.randn(2, 8000)
+        out = model(waves, torch.tensor([8000, 6000]), torch.tensor([[5, 9, 7], [6, 8, 0]]), torch.tensor([3, 2]))
+        out.loss.backward()
+        assert torch.isfinite(out.loss)
+        grads[weight] = (model.decoder.layers[0].ffn[0].weight.grad.clone(), model.predictor.proj.weight.grad.clone())
+    assert "mwer" in out.metrics and out.metrics["mwer"] != 0.0
+    # the MWER term adds gradient to the decoder and, through the CIF embeddings, to the predictor
+    assert not torch.allclose(grads[0.0][0], grads[0.5][0]) and not torch.allclose(grads[0.0][1], grads[0.5][1])
+    from speechseq.asr.paraformer import ParaformerConfig
+    from speechseq.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="mwer_slots"):
+        ParaformerConfig(mwer_slots="oracle")
