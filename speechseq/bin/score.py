@@ -3,6 +3,7 @@
     python -m speechseq.bin.score --hyp exp/x/decode_test/hyp.jsonl
     python -m speechseq.bin.score --table exp/*/decode_*/summary.json
     python -m speechseq.bin.score --pooled --table exp/cv_*/decode_test_greedy/summary.json   # + pooled WER rows
+    python -m speechseq.bin.score --hyp A/hyp.jsonl --compare B/hyp.jsonl   # is B better than A? (paired bootstrap)
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ import argparse
 import json
 from pathlib import Path
 
-from speechseq.text.score import error_rates
+from speechseq.errors import SpeechseqError
+from speechseq.text.score import error_rates, paired_bootstrap
 
 
 def model_name(model_dir: Path) -> str:
@@ -61,10 +63,40 @@ def pooled_rows(summaries: list[dict]) -> str:
     return "\n".join(rows)
 
 
+def read_hyps(path: Path) -> list[dict]:
+    """A hyp.jsonl (one {"id", "ref", "hyp"} object per line), with the file and line named on a bad line."""
+    rows = []
+    for n, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            rows.append({"id": str(row["id"]), "ref": row["ref"], "hyp": row["hyp"]})
+        except (json.JSONDecodeError, KeyError, TypeError) as e:
+            raise SpeechseqError(f"{path}:{n}: not a hypothesis line with id, ref and hyp ({e})") from e
+    return rows
+
+
+def format_comparison(path_a: Path, path_b: Path, resamples: int) -> str:
+    """Paired bootstrap of B's WER against A's, matched by utterance id (both files must hold the same ids)."""
+    a, b = read_hyps(path_a), {x["id"]: x for x in read_hyps(path_b)}
+    missing = [x["id"] for x in a if x["id"] not in b]
+    if missing or len(b) != len(a):
+        raise SpeechseqError(f"{path_a} and {path_b} do not hold the same utterances ({len(a)} vs {len(b)} ids; "
+                        f"e.g. {missing[:3] or sorted(set(b) - {x['id'] for x in a})[:3]})")
+    c = paired_bootstrap([x["ref"] for x in a], [x["hyp"] for x in a], [b[x["id"]]["hyp"] for x in a], resamples)
+    return (f"A {100 * c.wer_a:.2f}%  B {100 * c.wer_b:.2f}%  B - A {100 * c.delta:+.2f} points, 95% interval "
+            f"[{100 * c.ci_low:+.2f}, {100 * c.ci_high:+.2f}] over {c.utterances} utts ({c.resamples} paired "
+            f"resamples); P(B not better) = {c.p_not_better:.3f}")
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="speechseq score", description=__doc__.splitlines()[0])
     p.add_argument("--hyp", help="hyp.jsonl with id/ref/hyp per line")
     p.add_argument("--table", nargs="+", help="summary.json files to tabulate")
+    p.add_argument("--compare", help="with --hyp: a second hyp.jsonl over the same utterances; prints the paired "
+                   "bootstrap of its WER against --hyp's")
+    p.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples for --compare")
     p.add_argument("--pooled", action="store_true",
                    help="with --table: add one row per decoding method pooling its errors over all the summaries")
     args = p.parse_args(argv)
@@ -72,11 +104,15 @@ def main(argv: list[str] | None = None) -> int:
         p.error("give --hyp or --table")
     if args.pooled and not args.table:
         p.error("--pooled adds rows to --table")
+    if args.compare and not args.hyp:
+        p.error("--compare compares with --hyp")
     if args.hyp:
-        rows = [json.loads(line) for line in Path(args.hyp).read_text().splitlines() if line.strip()]
+        rows = read_hyps(Path(args.hyp))
         r = error_rates([x["ref"] for x in rows], [x["hyp"] for x in rows])
         print(f"WER {100 * r.wer:.2f}% ({r.substitutions} sub, {r.deletions} del, {r.insertions} ins of "
               f"{r.ref_words} words, {r.utterances} utts)  CER {100 * r.cer:.2f}%")
+    if args.compare:
+        print(format_comparison(Path(args.hyp), Path(args.compare), args.resamples))
     if args.table:
         paths = [Path(x) for x in args.table]
         names = [f"{model_name(p.parent.parent)}/{p.parent.name}" for p in paths]

@@ -1,0 +1,57 @@
+"""Scoring: corpus WER through jiwer, per-utterance errors, and the paired bootstrap that compares two systems."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from speechseq.bin.score import format_comparison, main
+from speechseq.errors import SpeechseqError
+from speechseq.text.score import error_rates, paired_bootstrap, utterance_errors
+
+REFS = [f"turn on the light in the {room} {when}" for room in ("kitchen", "hall", "attic", "garage", "study")
+        for when in ("now", "later", "tonight", "soon", "again", "today", "early", "please")]  # 40 x 8 words
+
+
+def test_utterance_errors_sum_to_the_corpus_counts():
+    hyps = [r.replace("light", "lamp") if i % 3 == 0 else r + " please" if i % 5 == 0 else r for i, r in enumerate(REFS)]
+    errors, words = utterance_errors(REFS, hyps)
+    r = error_rates(REFS, hyps)
+    assert sum(errors) == r.substitutions + r.deletions + r.insertions and sum(words) == r.ref_words
+    assert errors[0] == 1 and errors[5] == 1 and errors[1] == 0
+
+
+def test_paired_bootstrap_separates_a_consistent_gain_from_no_difference():
+    worse = [r.replace("light", "lamp") if i % 2 == 0 else r for i, r in enumerate(REFS)]  # 20 substitutions
+    better = [r.replace("light", "lamp") if i % 10 == 0 else r for i, r in enumerate(REFS)]  # 4 of the same
+    c = paired_bootstrap(REFS, worse, better, resamples=500)
+    assert c.delta == pytest.approx((4 - 20) / 320)
+    assert c.ci_high < 0 and c.p_not_better < 0.01  # B better in (nearly) every resample
+    same = paired_bootstrap(REFS, worse, worse, resamples=200)
+    assert same.delta == 0 and same.ci_low == same.ci_high == 0 and same.p_not_better == 1.0
+    # one utterance better and one worse: a difference of zero, not significant
+    mixed = list(worse)
+    mixed[0], mixed[1] = REFS[0], REFS[1] + " x"
+    m = paired_bootstrap(REFS, worse, mixed, resamples=500)
+    assert m.delta == 0 and m.ci_low < 0 < m.ci_high and 0.2 < m.p_not_better < 1
+
+
+def write(path, refs, hyps, ids=None):
+    ids = ids or [f"u{i}" for i in range(len(refs))]
+    path.write_text("".join(json.dumps({"id": i, "ref": r, "hyp": h}) + "\n" for i, r, h in zip(ids, refs, hyps)))
+
+
+def test_compare_matches_ids_and_names_mismatched_files(tmp_path, capsys):
+    a, b, c = tmp_path / "a.jsonl", tmp_path / "b.jsonl", tmp_path / "c.jsonl"
+    write(a, REFS, [r.replace("light", "lamp") for r in REFS])
+    write(b, REFS[::-1], REFS[::-1], ids=[f"u{i}" for i in range(40)][::-1])  # same ids, other order
+    assert main(["--hyp", str(a), "--compare", str(b), "--resamples", "100"]) == 0
+    out = capsys.readouterr().out
+    assert "A 12.50%  B 0.00%  B - A -12.50 points" in out and "P(B not better) = 0.000" in out
+    write(c, REFS[:10], REFS[:10])
+    with pytest.raises(SpeechseqError, match="do not hold the same utterances"):
+        format_comparison(a, c, 100)
+    c.write_text('{"id": "u0", "ref": "x"}\n')
+    with pytest.raises(SpeechseqError, match=r"c\.jsonl:1: not a hypothesis line"):
+        format_comparison(a, c, 100)
