@@ -67,3 +67,15 @@ def test_paraformer_recipe_decodes_greedy_and_with_the_lm(tmp_path, fsdd_tiny):
     assert summary["method"] == "beam" and summary["lm"] == str(exp / "lm.arpa")
     rows = [line for line in proc.stdout.splitlines() if line.startswith("| exp/decode_test_")]
     assert [r.split("|")[2].strip() for r in rows] == ["greedy", "beam (beam 3) + LM (weight 0.6, bonus 1.5)"]
+    # the MWER ablation on the trained model: control and an MWER variant, decoded and compared by bootstrap
+    proc = subprocess.run([str(ROOT / "recipes/mwer_ablation.sh"), "--model-dir", str(exp), "--data", env["data"],
+                           "--steps", "2", "--variants", "control nbest_inference"], env=env, capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    cfg = (exp / "ablation" / "nbest_inference" / "config.yaml").read_text()
+    assert "mwer_slots: inference" in cfg and "mwer_sampling: nbest" in cfg
+    compared = [line for line in proc.stdout.splitlines() if line.startswith("nbest_inference vs control")]
+    assert len(compared) == 2 and all("P(B not better)" in line for line in compared)
+    proc = subprocess.run([str(ROOT / "recipes/mwer_ablation.sh"), "--model-dir", str(exp), "--data", env["data"],
+                           "--variants", "control oracle"], env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode != 0 and "unknown variant 'oracle'" in proc.stderr
