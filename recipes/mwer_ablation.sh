@@ -4,10 +4,10 @@
 # and test sets, and compares each variant with the control by a paired bootstrap (speechseq score --compare).
 # The control separates MWER's effect from that of the extra training.
 #   recipes/mwer_ablation.sh --model-dir EXP/paraformer_small --data DATA/small
-#   recipes/mwer_ablation.sh --model-dir M --data D --steps 200 --variants "control recipe nbest_inference"
+#   recipes/mwer_ablation.sh --model-dir M --data D --steps 200 --variants "control swap_target nbest_inference"
 # Variants (names for --variants):
 #   control          MWER off (model.paraformer.mwer_weight=0): only the extra training
-#   recipe           the recipe's stage 3 (mwer_weight 0.1, "swap" candidates on the target-length slots)
+#   swap_target      mwer_weight 0.1, "swap" candidates on the target-length slots (the recipe stage 3 before git 12ce034)
 #   posterior        mwer_weight 0.1, candidates drawn from the decoder's posterior, target-length slots
 #   nbest_inference  mwer_weight 0.1, the exact n-best of the slots that decoding uses (unscaled CIF + tail)
 #   nbest_inference_w1  the same with mwer_weight 1.0 (MWER dominant, CE kept as a regulariser)
@@ -17,7 +17,7 @@ set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 . "$here/lib.sh"
 model_dir=""; data=""; train_set=train; dev_set=dev; test_set=test; steps=200; lr=0.0002
-variants="control recipe nbest_inference"; device=auto; train_args=""
+variants="control swap_target nbest_inference"; device=auto; train_args=""
 parse_options "$@"
 [ -f "$model_dir/config.yaml" ] || die "--model-dir '$model_dir': no config.yaml (a trained Paraformer model directory)"
 [ -f "$data/$train_set.jsonl" ] || die "--data '$data': no $train_set.jsonl"
@@ -27,11 +27,11 @@ common="train.lr=$lr train.warmup_steps=20 train.schedule=constant train.max_ste
 variant_args() {
   case "$1" in
     control) echo "model.paraformer.mwer_weight=0" ;;
-    recipe) echo "model.paraformer.mwer_weight=0.1" ;;
+    swap_target) echo "model.paraformer.mwer_weight=0.1 model.paraformer.mwer_sampling=swap model.paraformer.mwer_slots=target" ;;
     posterior) echo "model.paraformer.mwer_weight=0.1 model.paraformer.mwer_sampling=posterior" ;;
     nbest_inference) echo "model.paraformer.mwer_weight=0.1 model.paraformer.mwer_sampling=nbest model.paraformer.mwer_slots=inference" ;;
     nbest_inference_w1) echo "model.paraformer.mwer_weight=1.0 model.paraformer.mwer_sampling=nbest model.paraformer.mwer_slots=inference" ;;
-    *) die "unknown variant '$1' (control recipe posterior nbest_inference nbest_inference_w1)" ;;
+    *) die "unknown variant '$1' (control swap_target posterior nbest_inference nbest_inference_w1)" ;;
   esac
 }
 for v in $variants; do variant_args "$v" >/dev/null; done  # fail on a bad name before training anything
