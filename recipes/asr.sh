@@ -5,8 +5,7 @@
 #                          models also get a token n-gram LM on the same transcripts -> $exp/lm.arpa, --lm-order 0
 #                          skips it)
 #   2 train               (python -m speechseq.bin.train; resumes from $exp/checkpoints)
-#   3 MWER fine-tuning    (Paraformer only: --mwer-steps from $exp into $exp/mwer, n-best candidates on the
-#                          inference slots; skipped for CTC and AED)
+#   3 MWER fine-tuning    (Paraformer only: --mwer-steps from $exp into $exp/mwer; skipped for CTC and AED)
 #   4 decode              (each model x test set x decode method -> <model>/decode_<set>_<method>/summary.json)
 #   5 score               (prints the WER table, also written to $exp/RESULTS.md)
 # The model kind (ctc, paraformer, aed) comes from the config; decode methods default to "greedy beam" (CTC: prefix
@@ -30,7 +29,7 @@ prepare_cmd=${prepare_cmd:-}
 train_set=${train_set:-train}; dev_set=${dev_set:-dev}; test_sets=${test_sets:-test}
 decode_methods=${decode_methods:-}; beam_size=${beam_size:-10}
 mwer_steps=${mwer_steps:-300}
-mwer_args=${mwer_args:-"model.paraformer.mwer_weight=0.1 model.paraformer.mwer_sampling=nbest model.paraformer.mwer_slots=inference train.lr=0.0002 train.warmup_steps=20 train.schedule=constant"}
+mwer_args=${mwer_args:-"model.paraformer.mwer_weight=0.1 train.lr=0.0002 train.warmup_steps=20 train.schedule=constant"}
 device=${device:-auto}; nproc=${nproc:-1}; train_args=${train_args:-}
 tokenizer_type=${tokenizer_type:-}; vocab_size=${vocab_size:-}
 lm_order=${lm_order:-6}; lm_weight=${lm_weight:-0.6}; lm_bonus=${lm_bonus:-1.5}
