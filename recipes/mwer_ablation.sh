@@ -7,7 +7,7 @@
 #   recipes/mwer_ablation.sh --model-dir M --data D --steps 200 --variants "control swap_target nbest_inference"
 # Variants (names for --variants):
 #   control          MWER off (model.paraformer.mwer_weight=0): only the extra training
-#   swap_target      mwer_weight 0.1, "swap" candidates on the target-length slots (the recipe stage 3 before git 12ce034)
+#   swap_target      mwer_weight 0.1, "swap" candidates on the target-length slots (the recipe's stage 3 default)
 #   posterior        mwer_weight 0.1, candidates drawn from the decoder's posterior, target-length slots
 #   nbest_inference  mwer_weight 0.1, the exact n-best of the slots that decoding uses (unscaled CIF + tail)
 #   nbest_inference_w1  the same with mwer_weight 1.0 (MWER dominant, CE kept as a regulariser)

@@ -326,37 +326,41 @@ class ParaformerModel(nn.Module):
         return glance(embeds, self.embed(target.clamp(min=0)), pred, target, pos_valid, self.cfg.sampling_ratio)
 
     def _mwer(self, logits: Tensor, target: Tensor, pos_valid: Tensor) -> Tensor:
-        k = self.cfg.mwer_candidates
-        logp = logits.float().log_softmax(-1)  # (B, N, V)
-        cands = mwer_candidates(logp.detach(), k, self.cfg.mwer_sampling, pos_valid)  # (B, K, N)
-        cand_logp = (logp[:, None].expand(-1, k, -1, -1).gather(-1, cands[..., None]).squeeze(-1)
-                     * pos_valid[:, None]).sum(-1)
-        errs = torch.tensor([[token_edit_distance(cands[b, j], target[b], pos_valid[b]) for j in range(k)]
-                             for b in range(cands.shape[0])], device=logp.device)
-        return mwer_loss(cand_logp, errs)
+        """MWER on the target-length slots of the CE pass."""
+        return self._mwer_loss(logits.float().log_softmax(-1), pos_valid, target, pos_valid)
 
     def _mwer_inference_slots(self, hidden: Tensor, hidden_lens: Tensor, alphas: Tensor, target: Tensor,
                               pos_valid: Tensor) -> Tensor:
         """MWER on the slots decoding would use: the unscaled weights plus the tail fire as many tokens as the
-        predictor says (not the reference's count), the decoder reads them as in :meth:`recognize` (blank and
-        <bos> excluded), and each candidate is scored against the reference by edit distance, so too many or
-        too few slots count as insertions or deletions."""
-        k = self.cfg.mwer_candidates
+        predictor says (not the reference's count), the decoder reads them as :meth:`recognize` does, and each
+        candidate is scored against the reference by edit distance, so too many or too few slots count as
+        insertions or deletions."""
         a_ext, h_ext = append_tail(alphas, hidden, hidden_lens, self.cfg.tail_threshold)
         embeds, fired = cif(h_ext, a_ext, self.cfg.threshold)
         if embeds.shape[1] == 0:
             return alphas.sum() * 0.0
-        logits = self.decode_logits(embeds, fired, hidden, hidden_lens).float()
-        never = torch.zeros(logits.shape[-1], dtype=torch.bool, device=logits.device)
-        never[[BLANK_ID, BOS_ID]] = True
-        logp = logits.masked_fill(never, float("-inf")).log_softmax(-1)  # (B, N', V)
-        valid = valid_mask(fired, logp.shape[1])
-        cands = mwer_candidates(logp.detach(), k, self.cfg.mwer_sampling, valid)  # (B, K, N')
+        logp = self._slot_logp(embeds, fired, hidden, hidden_lens)
+        return self._mwer_loss(logp, valid_mask(fired, logp.shape[1]), target, pos_valid)
+
+    def _mwer_loss(self, logp: Tensor, valid: Tensor, target: Tensor, pos_valid: Tensor) -> Tensor:
+        """Candidates from per-slot log-probs (B, N, V) whose slots ``valid`` (B, N) hold the hypothesis, their
+        sequence log-probs (with gradient) and edit distances to the reference -> :func:`mwer_loss`."""
+        k = self.cfg.mwer_candidates
+        cands = mwer_candidates(logp.detach(), k, self.cfg.mwer_sampling, valid)  # (B, K, N)
         picked = logp[:, None].expand(-1, k, -1, -1).gather(-1, cands[..., None]).squeeze(-1)
         cand_logp = torch.where(valid[:, None], picked, 0.0).sum(-1)
-        errs = torch.tensor([[token_edit_distance(cands[b, j, : int(fired[b])], target[b], pos_valid[b])
+        hyp_lens = valid.sum(1).tolist()  # valid slots are a prefix of each row
+        errs = torch.tensor([[token_edit_distance(cands[b, j, : hyp_lens[b]], target[b], pos_valid[b])
                               for j in range(k)] for b in range(cands.shape[0])], device=logp.device)
         return mwer_loss(cand_logp, errs)
+
+    def _slot_logp(self, embeds: Tensor, fired: Tensor, hidden: Tensor, hidden_lens: Tensor) -> Tensor:
+        """The decoder's (B, N, V) log-probs over inference CIF slots, with blank and <bos> at -inf: they are never
+        targets, so token j of a hypothesis stays CIF slot j."""
+        logp = self.decode_logits(embeds, fired, hidden, hidden_lens).float().log_softmax(-1)
+        never = torch.zeros(logp.shape[-1], dtype=torch.bool, device=logp.device)
+        never[[BLANK_ID, BOS_ID]] = True
+        return logp.masked_fill(never, float("-inf"))
 
     @torch.no_grad()
     def recognize(self, waves: Tensor, wave_lens: Tensor, method: str = "greedy", beam_size: int = 10,
@@ -375,9 +379,7 @@ class ParaformerModel(nn.Module):
         out = []
         if embeds.shape[1] == 0:
             return [Hypothesis([], [], 0.0, [] if spans else None) for _ in range(waves.shape[0])]
-        logp = self.decode_logits(embeds, fired, hidden, hidden_lens).float().log_softmax(-1)
-        logp[..., BLANK_ID] = float("-inf")  # never targets: token j of a hypothesis stays CIF slot j
-        logp[..., BOS_ID] = float("-inf")
+        logp = self._slot_logp(embeds, fired, hidden, hidden_lens)
         best, ids = logp.max(-1)
         frames = fire_frames(alphas, embeds.shape[1], self.cfg.threshold)
         for b in range(waves.shape[0]):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import jiwer
+import numpy as np
 
 from speechseq.text.normalize import normalize_en
 
@@ -55,19 +56,18 @@ class PairedComparison:
 
 
 def utterance_errors(refs: list[str], hyps: list[str], normalize: bool = True) -> tuple[list[int], list[int]]:
-    """Word errors (sub + del + ins) and reference words of every utterance (after normalisation)."""
+    """Word errors (sub + del + ins) and reference words of every utterance (after normalisation); utterances
+    with an empty reference are left out, as :func:`error_rates` leaves them out."""
     if len(refs) != len(hyps):
         raise ValueError(f"{len(refs)} references but {len(hyps)} hypotheses")
     errors, words = [], []
     for r, h in zip(refs, hyps):
         r, h = (normalize_en(r), normalize_en(h)) if normalize else (r, h)
-        n = len(r.split())
-        if n == 0:
-            errors.append(len(h.split()))
-        else:
-            o = jiwer.process_words(r, h)
-            errors.append(o.substitutions + o.deletions + o.insertions)
-        words.append(n)
+        if not r.strip():
+            continue
+        o = jiwer.process_words(r, h)
+        errors.append(o.substitutions + o.deletions + o.insertions)
+        words.append(len(r.split()))
     return errors, words
 
 
@@ -77,8 +77,6 @@ def paired_bootstrap(refs: list[str], hyps_a: list[str], hyps_b: list[str], resa
     utterances are drawn with replacement, the same draw for both systems, and each draw's corpus WERs are
     compared. Tells whether a difference of a few tenths on a few hundred utterances is more than the choice of
     test utterances. Written here because jiwer scores but does not compare systems."""
-    import numpy as np
-
     ea, words = utterance_errors(refs, hyps_a, normalize)
     eb, _ = utterance_errors(refs, hyps_b, normalize)
     if sum(words) == 0:
