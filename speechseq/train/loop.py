@@ -30,6 +30,7 @@ from tqdm import tqdm
 
 from speechseq.data.dataset import AsrDataset, Batch, WaveAugmentConfig, make_loader
 from speechseq.data.sampler import DurationBucketSampler
+from speechseq.errors import SpeechseqError
 from speechseq.train import checkpoint as ckpt
 
 log = logging.getLogger("speechseq.train")
@@ -50,6 +51,13 @@ class TrainConfig:
         warmup_steps: linear warmup from 0 to ``lr``.
         schedule: "cosine" (to ``final_lr_ratio * lr`` at max_steps), "noam" (inverse sqrt) or "constant".
         final_lr_ratio: end of the cosine decay, as a fraction of ``lr``.
+        cycles: cosine cycles of equal length in ``max_steps`` (warm restarts, as in SGDR; "cosine" only). Every
+            cycle after the first warms up over ``restart_warmup_steps`` to ``restart_lr_ratio * lr`` and decays
+            again; with ``restart_average`` it starts from the average of the last ``average_last`` checkpoints of
+            the cycle before, with AdamW's moments cleared: one run does what successive ``--init`` rounds did.
+        restart_lr_ratio: peak lr of the later cycles, as a fraction of ``lr``.
+        restart_warmup_steps: warmup of the later cycles.
+        restart_average: start each later cycle from the averaged checkpoints of the cycle before.
         weight_decay: AdamW decay on matrices (not on biases, norms or embeddings' 1-D params).
         grad_clip: max global grad norm (0 = off).
         accum_grad: micro-batches per optimizer step.
@@ -72,6 +80,10 @@ class TrainConfig:
     warmup_steps: int = 300
     schedule: Literal["cosine", "noam", "constant"] = "cosine"
     final_lr_ratio: float = 0.02
+    cycles: int = 1
+    restart_lr_ratio: float = 0.5
+    restart_warmup_steps: int = 100
+    restart_average: bool = True
     weight_decay: float = 1e-3
     grad_clip: float = 5.0
     accum_grad: int = 1
@@ -93,18 +105,31 @@ class FitResult:
     metrics: dict[str, float]
 
 
+def cycle_starts(cfg: TrainConfig) -> list[int]:
+    """First optimizer step of every cosine cycle after the first (empty for one cycle or a non-cosine schedule)."""
+    if cfg.schedule != "cosine" or cfg.cycles <= 1:
+        return []
+    length = cfg.max_steps // cfg.cycles
+    return [c * length for c in range(1, cfg.cycles)]
+
+
 def lr_factor(step: int, cfg: TrainConfig) -> float:
     """Multiplier of ``cfg.lr`` at optimizer step ``step`` (0-based)."""
-    s = step + 1
-    warm = max(cfg.warmup_steps, 1)
     if cfg.schedule == "noam":
+        s, warm = step + 1, max(cfg.warmup_steps, 1)
         return min(s / warm, math.sqrt(warm / s))
+    starts = [0] + cycle_starts(cfg)
+    begin = max(b for b in starts if b <= step)
+    end = next((b for b in starts if b > step), cfg.max_steps)
+    first = begin == 0
+    peak = 1.0 if first else cfg.restart_lr_ratio
+    s, warm = step - begin + 1, max(cfg.warmup_steps if first else cfg.restart_warmup_steps, 1)
     if s <= warm:
-        return s / warm
+        return peak * s / warm
     if cfg.schedule == "constant":
         return 1.0
-    progress = min((s - warm) / max(cfg.max_steps - warm, 1), 1.0)
-    return cfg.final_lr_ratio + (1 - cfg.final_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+    progress = min((s - warm) / max(end - begin - warm, 1), 1.0)
+    return cfg.final_lr_ratio + (peak - cfg.final_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
@@ -211,6 +236,8 @@ def fit(model: nn.Module, loss_fn: LossFn, dataset: AsrDataset, sampler: Duratio
         FitResult with the path of the averaged ``model.pt``.
     """
     exp_dir = Path(exp_dir)
+    if cfg.cycles < 1 or cfg.cycles > cfg.max_steps:
+        raise SpeechseqError(f"train.cycles={cfg.cycles}: must be between 1 and train.max_steps={cfg.max_steps}")
     rank, world, _ = dist_info()
     ckpt_dir = exp_dir / "checkpoints"
     if device.type == "cpu":
@@ -256,6 +283,22 @@ def fit(model: nn.Module, loss_fn: LossFn, dataset: AsrDataset, sampler: Duratio
             ckpt.prune(ckpt_dir, cfg.keep_checkpoints)
         if world > 1:
             dist.barrier()
+
+    restarts = cycle_starts(cfg)
+
+    def restart() -> None:
+        """Start the next cosine cycle from the average of the last checkpoints, with fresh AdamW moments."""
+        if not cfg.restart_average:
+            return
+        paths = ckpt.list_checkpoints(ckpt_dir)[-max(cfg.average_last, 1):]
+        model.load_state_dict(ckpt.average_state_dicts(paths))
+        optimizer.state.clear()
+        if rank == 0:
+            log.info("step %d: cycle %d starts from the average of %s", step, restarts.index(step) + 2,
+                     ", ".join(p.name for p in paths))
+
+    if step in restarts:  # resumed from the checkpoint that ends a cycle: it holds the weights before the restart
+        restart()
 
     def run_validation() -> None:
         nonlocal last_metrics
@@ -314,8 +357,10 @@ def fit(model: nn.Module, loss_fn: LossFn, dataset: AsrDataset, sampler: Duratio
                 bar.set_postfix(loss=f"{means['loss']:.3f}", refresh=False)
                 log.info("step %d epoch %d %s", step, epoch, " ".join(f"{k}={v:.4g}" for k, v in means.items()))
                 progress.reset()
-            if step % cfg.checkpoint_every == 0 or step >= cfg.max_steps:
+            if step % cfg.checkpoint_every == 0 or step >= cfg.max_steps or step in restarts:
                 save()
+            if step in restarts:
+                restart()
             if cfg.valid_every and step % cfg.valid_every == 0:
                 run_validation()
             if step >= cfg.max_steps:

@@ -25,9 +25,10 @@ class Crash(RuntimeError):
     pass
 
 
-def run_fit(exp: Path, manifest: Path, crash_after: int | None, losses: list[float]):
+def run_fit(exp: Path, manifest: Path, crash_after: int | None, losses: list[float], overrides: tuple = ()):
     cfg = load_config(DEBUG_CONFIG, AsrExperimentConfig, ["train.max_steps=6", "train.checkpoint_every=3",
-                                                           "train.num_workers=2", "model.encoder.dropout=0.1"])
+                                                           "train.num_workers=2", "model.encoder.dropout=0.1",
+                                                           *overrides])
     cfg.train.augment = WaveAugmentConfig(speed_factors=(0.9, 1.0, 1.1))
     utts = read_manifest(manifest)
     tok = train_tokenizer([u.text for u in utts], exp, TokenizerConfig("char"))
@@ -62,6 +63,24 @@ def test_resume_reproduces_next_losses_exactly(tmp_path, fsdd_tiny):
     assert result.steps == 6 and (tmp_path / "b" / "model.pt").exists()
 
 
+def test_warm_restart_starts_from_the_average_and_resumes_exactly(tmp_path, fsdd_tiny):
+    # two cycles of 4 steps, checkpoints every 2: step 4 ends cycle 1, cycle 2 starts from avg(step 2, step 4)
+    over = ("train.max_steps=8", "train.checkpoint_every=2", "train.cycles=2", "train.average_last=2",
+            "train.keep_checkpoints=10", "train.warmup_steps=1", "train.restart_warmup_steps=1")
+    reference: list[float] = []
+    run_fit(tmp_path / "a", fsdd_tiny["train"], None, reference, over)
+    no_avg: list[float] = []
+    run_fit(tmp_path / "c", fsdd_tiny["train"], None, no_avg, (*over, "train.restart_average=false"))
+    assert no_avg[:4] == reference[:4] and no_avg[4] != reference[4]  # the restart changed the weights
+    first: list[float] = []
+    with pytest.raises(Crash):
+        run_fit(tmp_path / "b", fsdd_tiny["train"], 4, first, over)  # dies in step 5, right after the restart
+    assert ckpt.list_checkpoints(tmp_path / "b" / "checkpoints")[-1].name == "step_0000004.pt"
+    resumed: list[float] = []
+    run_fit(tmp_path / "b", fsdd_tiny["train"], None, resumed, over)
+    assert resumed == reference[4:]  # the resumed run redoes the restart from the same checkpoints, bit-exact
+
+
 def test_average_and_atomic_save(tmp_path):
     a = {"model": {"w": torch.tensor([1.0, 3.0]), "n": torch.tensor(1)}}
     b = {"model": {"w": torch.tensor([3.0, 5.0]), "n": torch.tensor(2)}}
@@ -80,11 +99,20 @@ def test_average_and_atomic_save(tmp_path):
     assert [p.name for p in ckpt.list_checkpoints(tmp_path)] == ["step_0000003.pt"]
 
 
-def test_lr_schedule():
+def test_lr_schedule(tmp_path):
     cfg = load_config(None, AsrExperimentConfig, ["train.warmup_steps=10", "train.max_steps=100"]).train
     f = [lr_factor(s, cfg) for s in range(100)]
     assert f[0] == pytest.approx(0.1) and f[9] == pytest.approx(1.0)
     assert f[-1] == pytest.approx(cfg.final_lr_ratio, abs=1e-3) and all(x >= y for x, y in zip(f[9:], f[10:]))
+    three = load_config(None, AsrExperimentConfig, ["train.warmup_steps=10", "train.max_steps=90", "train.cycles=3",
+                                                    "train.restart_warmup_steps=5", "train.restart_lr_ratio=0.5"]).train
+    g = [lr_factor(s, three) for s in range(90)]
+    assert g[9] == pytest.approx(1.0) and g[34] == pytest.approx(0.5) and g[64] == pytest.approx(0.5)
+    for end in (29, 59, 89):  # every cycle decays to the floor, then the next one warms up again
+        assert g[end] == pytest.approx(three.final_lr_ratio, abs=2e-3)
+    assert g[30] == pytest.approx(0.1) and all(x >= y for x, y in zip(g[34:59], g[35:60]))
+    with pytest.raises(SpeechseqError, match="train.cycles=0"):
+        fit(None, None, None, None, load_config(None, AsrExperimentConfig, ["train.cycles=0"]).train, tmp_path, {}, 16000)
 
 
 def test_torchrun_two_processes(tmp_path, fsdd_tiny):
