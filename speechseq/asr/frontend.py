@@ -24,13 +24,15 @@ class FrontendConfig:
     training, each utterance's spectrum is warped by a factor drawn uniformly from ``[1 - vtlp, 1 + vtlp]``
     (:func:`speechseq.audio.functional.vtlp_warp`; 0 switches it off; ~0.1 spans adult male to female vocal
     tracts); eq_db: in training, a random smooth gain curve with coefficients up to this many dB is added to each
-    utterance's log-mel (:func:`speechseq.audio.functional.random_eq_curves`; 0 = off)."""
+    utterance's log-mel (:func:`speechseq.audio.functional.random_eq_curves`; 0 = off); eq_terms: cosine terms of
+    that curve (1 = level only, 2 adds a spectral tilt, more add narrower bumps)."""
 
     fbank: FbankConfig = field(default_factory=FbankConfig)
     specaug: SpecAugmentConfig = field(default_factory=SpecAugmentConfig)
     specaug_enabled: bool = True
     vtlp: float = 0.0
     eq_db: float = 0.0
+    eq_terms: int = 4
 
 
 class Frontend(nn.Module):
@@ -40,6 +42,8 @@ class Frontend(nn.Module):
             raise ConfigError(f"frontend.vtlp={cfg.vtlp} must be in [0, 1) (the warp factor's maximum deviation from 1)")
         if cfg.eq_db < 0.0:
             raise ConfigError(f"frontend.eq_db={cfg.eq_db} must be >= 0")
+        if cfg.eq_terms < 1:
+            raise ConfigError(f"frontend.eq_terms={cfg.eq_terms} must be >= 1")
         self.cfg = cfg
         self.fbank = Fbank(cfg.fbank)
         self.specaug = SpecAugment(cfg.specaug) if cfg.specaug_enabled else None
@@ -73,7 +77,7 @@ class Frontend(nn.Module):
             factors = 1.0 + self.cfg.vtlp * (2.0 * torch.rand(feats.shape[0]) - 1.0)
             feats = vtlp_warp(feats, factors, fb.sample_rate, fb.low_freq, fb.high_freq)
         if self.training and self.cfg.eq_db > 0.0:
-            feats = feats + random_eq_curves(feats.shape[0], feats.shape[2], self.cfg.eq_db).to(feats.device)[:, None]
+            feats = feats + random_eq_curves(feats.shape[0], feats.shape[2], self.cfg.eq_db, self.cfg.eq_terms).to(feats.device)[:, None]
         feats = (feats - self.mean) * self.inv_std
         if self.training and self.specaug is not None:
             feats = self.specaug(feats, feat_lens)

@@ -168,3 +168,21 @@ def test_random_eq_curves_are_smooth_bounded_and_per_item():
     assert torch.equal(random_eq_curves(3, 80, 0.0), torch.zeros(3, 80))
     level_only = random_eq_curves(5, 80, 3.0, num_terms=1, generator=torch.Generator().manual_seed(1))
     assert torch.allclose(level_only, level_only[:, :1].expand(-1, 80))
+
+
+def test_frontend_eq_applies_its_number_of_terms_in_training_only():
+    from speechseq.asr.frontend import Frontend, FrontendConfig
+    from speechseq.errors import ConfigError
+
+    wave, lens = torch.randn(3, 8000), torch.tensor([8000, 8000, 8000])
+    frontend = Frontend(FrontendConfig(eq_db=10.0, eq_terms=1, specaug_enabled=False)).eval()
+    clean, _ = frontend(wave, lens)
+    frontend.train()
+    torch.manual_seed(0)
+    diff = frontend(wave, lens)[0] - clean  # one level per utterance: the same offset in every frame and bin
+    assert torch.allclose(diff, diff[:, :1, :1].expand_as(diff), atol=1e-4) and diff[:, 0, 0].abs().min() > 0
+    frontend = Frontend(FrontendConfig(eq_db=10.0, eq_terms=4, specaug_enabled=False)).train()
+    diff = frontend(wave, lens)[0] - clean  # a curve over the bins, still the same in every frame
+    assert torch.allclose(diff, diff[:, :1].expand_as(diff), atol=1e-4) and diff[:, 0].std(dim=-1).min() > 0.05
+    with pytest.raises(ConfigError, match="eq_terms"):
+        Frontend(FrontendConfig(eq_db=1.0, eq_terms=0))
