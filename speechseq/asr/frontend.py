@@ -77,7 +77,8 @@ class Frontend(nn.Module):
             factors = 1.0 + self.cfg.vtlp * (2.0 * torch.rand(feats.shape[0]) - 1.0)
             feats = vtlp_warp(feats, factors, fb.sample_rate, fb.low_freq, fb.high_freq)
         if self.training and self.cfg.eq_db > 0.0:
-            feats = feats + random_eq_curves(feats.shape[0], feats.shape[2], self.cfg.eq_db, self.cfg.eq_terms).to(feats.device)[:, None]
+            curves = random_eq_curves(feats.shape[0], feats.shape[2], self.cfg.eq_db, self.cfg.eq_terms)
+            feats = feats + curves.to(feats.device)[:, None]
         feats = (feats - self.mean) * self.inv_std
         if self.training and self.specaug is not None:
             feats = self.specaug(feats, feat_lens)

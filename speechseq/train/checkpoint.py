@@ -63,13 +63,13 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def list_checkpoints(ckpt_dir: str | Path) -> list[Path]:
-    """``step_*.pt`` files in step order."""
+def list_checkpoints(ckpt_dir: str | Path, after_step: int = -1) -> list[Path]:
+    """``step_*.pt`` files in step order, those of steps greater than ``after_step`` only."""
     ckpt_dir = Path(ckpt_dir)
     if not ckpt_dir.is_dir():
         return []
     found = [(int(m.group(1)), p) for p in ckpt_dir.iterdir() if (m := STEP_RE.search(p.name))]
-    return [p for _, p in sorted(found)]
+    return [p for n, p in sorted(found) if n > after_step]
 
 
 def prune(ckpt_dir: str | Path, keep: int) -> None:

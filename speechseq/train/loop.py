@@ -286,11 +286,16 @@ def fit(model: nn.Module, loss_fn: LossFn, dataset: AsrDataset, sampler: Duratio
 
     restarts = cycle_starts(cfg)
 
+    def cycle_checkpoints() -> list[Path]:
+        """The last ``average_last`` checkpoints of the cycle that ends at ``step`` (of the whole run for one cycle)."""
+        begin = max([0] + [b for b in restarts if b < step])
+        return ckpt.list_checkpoints(ckpt_dir, after_step=begin)[-max(cfg.average_last, 1):]
+
     def restart() -> None:
         """Start the next cosine cycle from the average of the last checkpoints, with fresh AdamW moments."""
         if not cfg.restart_average:
             return
-        paths = ckpt.list_checkpoints(ckpt_dir)[-max(cfg.average_last, 1):]
+        paths = cycle_checkpoints()
         model.load_state_dict(ckpt.average_state_dicts(paths))
         optimizer.state.clear()
         if rank == 0:
@@ -375,7 +380,7 @@ def fit(model: nn.Module, loss_fn: LossFn, dataset: AsrDataset, sampler: Duratio
         save()
     model_path = exp_dir / "model.pt"
     if rank == 0:
-        paths = ckpt.list_checkpoints(ckpt_dir)[-max(cfg.average_last, 1):]
+        paths = cycle_checkpoints()
         weights = ckpt.average_state_dicts(paths)
         model.load_state_dict(weights)
         ckpt.atomic_save({"model": weights, "averaged": [p.name for p in paths], "step": step, **meta}, model_path)

@@ -79,6 +79,9 @@ def test_warm_restart_starts_from_the_average_and_resumes_exactly(tmp_path, fsdd
     resumed: list[float] = []
     run_fit(tmp_path / "b", fsdd_tiny["train"], None, resumed, over)
     assert resumed == reference[4:]  # the resumed run redoes the restart from the same checkpoints, bit-exact
+    run_fit(tmp_path / "d", fsdd_tiny["train"], None, [], (*over, "train.average_last=3"))
+    # the final average takes the last cycle's checkpoints only, not step 4 (the weights before the restart)
+    assert ckpt.load(tmp_path / "d" / "model.pt")["averaged"] == ["step_0000006.pt", "step_0000008.pt"]
 
 
 def test_average_and_atomic_save(tmp_path):
@@ -87,6 +90,7 @@ def test_average_and_atomic_save(tmp_path):
     ckpt.atomic_save(a, tmp_path / "step_0000001.pt")
     ckpt.atomic_save(b, tmp_path / "step_0000002.pt")
     avg = ckpt.average_state_dicts(ckpt.list_checkpoints(tmp_path))
+    assert [p.name for p in ckpt.list_checkpoints(tmp_path, after_step=1)] == ["step_0000002.pt"]
     assert torch.equal(avg["w"], torch.tensor([2.0, 4.0])) and avg["n"].item() == 2
     with pytest.raises(Exception):
         ckpt.atomic_save({"bad": lambda: 0}, tmp_path / "step_0000002.pt")  # unpicklable: the write fails
