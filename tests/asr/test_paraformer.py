@@ -9,7 +9,15 @@ import torch
 
 from speechseq.asr.conformer import ConformerConfig
 from speechseq.asr.model import AsrModelConfig, build_asr_model
-from speechseq.asr.paraformer import append_tail, cif, glance, mwer_candidates, mwer_loss, num_fired
+from speechseq.asr.paraformer import (
+    append_tail,
+    candidate_errors,
+    cif,
+    glance,
+    mwer_candidates,
+    mwer_loss,
+    num_fired,
+)
 from speechseq.layers.decoder import DecoderConfig
 
 
@@ -278,6 +286,19 @@ def test_paraformer_greedy_and_beam_with_lm_decode_batched_like_alone():
         assert alone.tokens == fused[i].tokens and alone.score == pytest.approx(fused[i].score, abs=1e-4)
     with pytest.raises(ValueError, match="LM fusion needs method 'beam'"):
         model.recognize(waves, lens, "greedy", lm=lm)
+
+
+def test_candidate_errors_cut_hypotheses_at_eos_and_ignore_reference_padding():
+    from speechseq.layers.decoder import IGNORE, append_eos
+    from speechseq.text.tokenizer import EOS_ID
+
+    tokens = torch.tensor([[5, 6, 7], [8, 9, 0]])
+    target = append_eos(tokens, torch.tensor([3, 2]))  # [[5 6 7 eos], [8 9 eos ignore]]
+    cands = torch.tensor([[[5, 6, 7, EOS_ID], [5, EOS_ID, 7, 7], [5, 6, 7, 7]],
+                          [[8, 9, EOS_ID, 5], [9, 9, 9, 9], [8, 9, 5, 5]]])
+    lens = torch.tensor([4, 3])  # row 1: only 3 valid slots
+    errs = candidate_errors(cands, lens, target, target != IGNORE)
+    assert errs.tolist() == [[0, 2, 1], [0, 2, 1]]
 
 
 def test_mwer_candidates_greedy_first_then_swaps_or_posterior_samples():
