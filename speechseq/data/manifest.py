@@ -109,8 +109,8 @@ def parse_line(row: object, where: str, base_dir: Path) -> Utterance:
         text=text,
         offset=float(offset),
         duration=None if duration is None else float(duration),
-        speaker=str(row.get("speaker", "") or ""),
-        language=str(row.get("language", "") or ""),
+        speaker="" if row.get("speaker") is None else str(row["speaker"]),
+        language="" if row.get("language") is None else str(row["language"]),
         extra=extra,
     )
 

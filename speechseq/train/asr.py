@@ -44,11 +44,15 @@ def asr_loss(model: nn.Module, batch: Batch) -> tuple[Tensor, dict[str, float]]:
 
 
 def prepare_tokenizer(cfg: TokenizerConfig, exp_dir: Path, train_utts: list[Utterance],
-                      tokenizer_path: str | Path | None = None) -> Tokenizer:
-    """Use ``tokenizer_path``, else an existing ``exp_dir/tokenizer.model``, else train one on the transcripts."""
+                      tokenizer_path: str | Path | None = None, resuming: bool = False) -> Tokenizer:
+    """Use ``tokenizer_path``, else an existing ``exp_dir/tokenizer.model``, else train one on the transcripts.
+    ``resuming``: the experiment holds checkpoints, so its tokenizer must not be replaced by another one."""
     target = exp_dir / "tokenizer.model"
     if tokenizer_path is not None:
         tok = Tokenizer(tokenizer_path)
+        if resuming and target.exists() and Tokenizer(target).sha256() != tok.sha256():
+            raise SpeechseqError(f"{tokenizer_path}: differs from {target}, the tokenizer of the checkpoints this run "
+                                 "would resume; use that one, or train into a new experiment folder")
         tok.save(exp_dir)
         return Tokenizer(target)
     if target.exists():
@@ -134,8 +138,9 @@ def train_asr(cfg: AsrExperimentConfig, exp_dir: str | Path, train_manifest: str
     torch.manual_seed(cfg.train.seed)
     random.seed(cfg.train.seed)
     train_utts = read_manifest(train_manifest)
+    resuming = bool(ckpt.list_checkpoints(exp_dir / "checkpoints"))
     if rank == 0:
-        tokenizer = prepare_tokenizer(cfg.tokenizer, exp_dir, train_utts, tokenizer_path)
+        tokenizer = prepare_tokenizer(cfg.tokenizer, exp_dir, train_utts, tokenizer_path, resuming)
         dump_config(cfg, exp_dir / "config.yaml")
     if world > 1:
         torch.distributed.barrier()
@@ -143,8 +148,8 @@ def train_asr(cfg: AsrExperimentConfig, exp_dir: str | Path, train_manifest: str
     model = build_asr_model(cfg.model, tokenizer.vocab_size)
     sample_rate = model.frontend.sample_rate
     dataset = AsrDataset(train_utts, sample_rate, tokenizer.encode, cfg.train.augment, cfg.train.seed)
-    if (exp_dir / "checkpoints").exists():
-        pass  # resuming: fit() restores everything
+    if resuming:
+        pass  # fit() restores everything (a checkpoints/ folder without step files is a fresh start)
     elif init_from is not None:
         load_init_weights(model, Path(init_from))
     else:

@@ -156,16 +156,26 @@ def dist_info() -> tuple[int, int, int]:
 
 
 def init_distributed(device: torch.device) -> None:
+    """Join torchrun's process group (when WORLD_SIZE > 1): NCCL on CUDA, bound to this process's GPU (so that
+    barriers and collectives do not all land on cuda:0), gloo on CPU."""
     if dist_info()[1] > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+            dist.init_process_group("nccl", device_id=device)
+        else:
+            dist.init_process_group("gloo")
 
 
 def resolve_device(device: str) -> torch.device:
+    """"auto" -> this process's GPU if there is one, else CPU; a bare "cuda" under torchrun -> cuda:LOCAL_RANK."""
     if device == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda", dist_info()[2])
         return torch.device("cpu")
-    return torch.device(device)
+    resolved = torch.device(device)
+    if resolved.type == "cuda" and resolved.index is None:
+        return torch.device("cuda", dist_info()[2])
+    return resolved
 
 
 class _Progress:
@@ -217,6 +227,19 @@ def keep_freed_memory() -> bool:
         return False
 
 
+def check_resumable(state: dict, meta: dict, path: Path) -> None:
+    """Refuse to resume from a checkpoint written with another tokenizer; warn when the model config changed."""
+    saved, current = state.get("tokenizer_sha256"), meta.get("tokenizer_sha256")
+    if saved is not None and current is not None and saved != current:
+        raise SpeechseqError(f"{path}: written with another tokenizer (sha256 {saved[:12]}...) than this run's "
+                             f"({current[:12]}...); resume with the tokenizer it was trained with, or start a new exp")
+    saved_model = state.get("config", {}).get("model")
+    current_model = meta.get("config", {}).get("model")
+    if saved_model is not None and current_model is not None and saved_model != current_model:
+        changed = sorted(k for k in set(saved_model) | set(current_model) if saved_model.get(k) != current_model.get(k))
+        log.warning("%s: the model config differs from the checkpoint's in %s; resuming anyway", path, changed)
+
+
 def fit(model: nn.Module, loss_fn: LossFn, dataset: AsrDataset, sampler: DurationBucketSampler, cfg: TrainConfig,
         exp_dir: str | Path, meta: dict, sample_rate: int,
         validate: Callable[[nn.Module], dict[str, float]] | None = None,
@@ -238,6 +261,9 @@ def fit(model: nn.Module, loss_fn: LossFn, dataset: AsrDataset, sampler: Duratio
     exp_dir = Path(exp_dir)
     if cfg.cycles < 1 or cfg.cycles > cfg.max_steps:
         raise SpeechseqError(f"train.cycles={cfg.cycles}: must be between 1 and train.max_steps={cfg.max_steps}")
+    if 0 < cfg.keep_checkpoints < cfg.average_last:
+        raise SpeechseqError(f"train.keep_checkpoints={cfg.keep_checkpoints} is below train.average_last="
+                             f"{cfg.average_last}: the checkpoints to average would already be deleted")
     rank, world, _ = dist_info()
     ckpt_dir = exp_dir / "checkpoints"
     if device.type == "cpu":
@@ -251,18 +277,27 @@ def fit(model: nn.Module, loss_fn: LossFn, dataset: AsrDataset, sampler: Duratio
     dtype = amp_dtype(cfg.amp, device)
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
 
-    step, epoch, consumed, pending_rng = 0, 0, 0, None
+    step, epoch, consumed, pending_rng, pending_sampler = 0, 0, 0, None, None
+    resume_from: Path | None = None
     existing = ckpt.list_checkpoints(ckpt_dir)
     if existing:
-        state = ckpt.load(existing[-1])
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        scaler.load_state_dict(state["scaler"])
-        step, epoch, consumed = state["step"], state["epoch"], state["consumed"]
-        pending_rng = state["rng"]
+        resume_from = existing[-1]
+        state = ckpt.load(resume_from)
+        check_resumable(state, meta, resume_from)
+        try:
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
+            scaler.load_state_dict(state["scaler"])
+            step, epoch, consumed = state["step"], state["epoch"], state["consumed"]
+        except (RuntimeError, KeyError, ValueError) as e:
+            raise SpeechseqError(f"{resume_from}: cannot resume from this checkpoint with the configured model "
+                                 f"({type(e).__name__}: {str(e).splitlines()[0]})") from e
+        ranks = state.get("rng_ranks")  # one RNG state per process (since multi-process checkpoints kept them all)
+        pending_rng = ranks[rank] if ranks is not None and len(ranks) == world else state["rng"]
+        pending_sampler = state.get("sampler")
         if rank == 0:
-            log.info("resumed from %s (step %d, epoch %d, batch %d)", existing[-1], step, epoch, consumed)
+            log.info("resumed from %s (step %d, epoch %d, batch %d)", resume_from, step, epoch, consumed)
 
     writer = None
     if rank == 0:
@@ -275,10 +310,16 @@ def fit(model: nn.Module, loss_fn: LossFn, dataset: AsrDataset, sampler: Duratio
     last_metrics: dict[str, float] = {}
 
     def save() -> None:
+        rng = ckpt.rng_state()
+        rng_ranks = None
+        if world > 1:  # every process draws differently (dropout, augmentation): keep each one's state
+            rng_ranks = [None] * world
+            dist.all_gather_object(rng_ranks, rng)
         if rank == 0:
             payload = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                        "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "step": step,
-                       "epoch": epoch, "consumed": consumed, "rng": ckpt.rng_state(), **meta}
+                       "epoch": epoch, "consumed": consumed, "rng": rng, "rng_ranks": rng_ranks,
+                       "sampler": {**sampler.state_dict(), "epoch": epoch, "num_batches_yielded": consumed}, **meta}
             ckpt.atomic_save(payload, ckpt_dir / f"step_{step:07d}.pt")
             ckpt.prune(ckpt_dir, cfg.keep_checkpoints)
         if world > 1:
@@ -321,7 +362,15 @@ def fit(model: nn.Module, loss_fn: LossFn, dataset: AsrDataset, sampler: Duratio
     micro = 0
     while step < cfg.max_steps and epoch < cfg.max_epochs:
         sampler.set_epoch(epoch)
-        sampler.load_state_dict({**sampler.state_dict(), "num_batches_yielded": consumed})
+        if pending_sampler is not None:  # the saved plan's identity is checked: same data, same batching
+            try:
+                sampler.load_state_dict(pending_sampler)
+            except SpeechseqError as e:
+                raise SpeechseqError(f"{resume_from}: cannot resume the data order ({e}); the training manifest or "
+                                     "the batching settings changed since this checkpoint was written") from e
+            pending_sampler = None
+        else:
+            sampler.load_state_dict({**sampler.state_dict(), "num_batches_yielded": consumed})
         dataset.set_epoch(epoch)
         loader = make_loader(dataset, sampler, cfg.num_workers, pad_id)
         iterator = iter(loader)
@@ -330,7 +379,7 @@ def fit(model: nn.Module, loss_fn: LossFn, dataset: AsrDataset, sampler: Duratio
             pending_rng = None
         for batch in iterator:
             consumed += 1
-            has_data = torch.tensor([float(len(batch) > 0)])
+            has_data = torch.tensor([float(len(batch) > 0)], device=device)  # NCCL reduces CUDA tensors only
             if world > 1:
                 dist.all_reduce(has_data, op=dist.ReduceOp.MIN)
             if has_data.item() == 0:
@@ -376,6 +425,10 @@ def fit(model: nn.Module, loss_fn: LossFn, dataset: AsrDataset, sampler: Duratio
             continue
         break
     bar.close()
+    if step == 0:
+        raise SpeechseqError(f"{exp_dir}: training took no optimizer step (every batch was empty or unreadable, or "
+                             f"train.accum_grad={cfg.accum_grad} exceeds the batches of train.max_epochs="
+                             f"{cfg.max_epochs})")
     if not (ckpt_dir / f"step_{step:07d}.pt").exists():
         save()
     model_path = exp_dir / "model.pt"

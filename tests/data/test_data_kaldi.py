@@ -157,3 +157,12 @@ def test_unwritable_utterances_are_refused(tmp_path: Path, utt: Utterance) -> No
 def test_duplicate_ids_are_refused_on_write(tmp_path: Path) -> None:
     with pytest.raises(ManifestError, match="duplicate utterance id 'a'"):
         write_kaldi_dir(tmp_path / "k", [Utterance("a", "/x/a.wav", "t"), Utterance("a", "/x/b.wav", "u")])
+
+
+def test_manifest_keeps_numeric_speaker_zero(tmp_path: Path) -> None:
+    import json
+
+    wav = _wav(tmp_path / "a.wav", 0.5)
+    rows = [{"id": "a", "audio": wav, "text": "x", "speaker": 0}, {"id": "b", "audio": wav, "text": "y"}]
+    (tmp_path / "m.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert [u.speaker for u in read_manifest(tmp_path / "m.jsonl")] == ["0", ""]

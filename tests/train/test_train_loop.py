@@ -15,7 +15,7 @@ from speechseq.errors import SpeechseqError
 from speechseq.text.tokenizer import TokenizerConfig, train_tokenizer
 from speechseq.train import checkpoint as ckpt
 from speechseq.train.asr import AsrExperimentConfig, asr_loss, compute_frontend_stats
-from speechseq.train.loop import fit, lr_factor
+from speechseq.train.loop import check_resumable, fit, lr_factor, resolve_device
 
 ROOT = Path(__file__).resolve().parents[2]
 DEBUG_CONFIG = ROOT / "recipes" / "conf" / "debug" / "ctc_debug.yaml"
@@ -84,6 +84,47 @@ def test_warm_restart_starts_from_the_average_and_resumes_exactly(tmp_path, fsdd
     assert ckpt.load(tmp_path / "d" / "model.pt")["averaged"] == ["step_0000006.pt", "step_0000008.pt"]
 
 
+def test_resume_refuses_changed_training_data_naming_the_checkpoint(tmp_path, fsdd_tiny):
+    with pytest.raises(Crash):
+        run_fit(tmp_path / "b", fsdd_tiny["train"], 4, [])  # step 3 is checkpointed
+    fewer = tmp_path / "fewer.jsonl"
+    lines = Path(fsdd_tiny["train"]).read_text().splitlines()
+    fewer.write_text("\n".join(lines[:-2]) + "\n")
+    with pytest.raises(SpeechseqError, match=r"step_0000003\.pt: cannot resume the data order.*fingerprint"):
+        run_fit(tmp_path / "b", fewer, None, [])
+
+
+def test_resume_checks_tokenizer_and_no_step_and_kept_checkpoints(tmp_path, fsdd_tiny):
+    with pytest.raises(SpeechseqError, match="written with another tokenizer"):
+        check_resumable({"tokenizer_sha256": "a" * 64}, {"tokenizer_sha256": "b" * 64}, tmp_path / "step_1.pt")
+    check_resumable({"tokenizer_sha256": "a" * 64}, {"tokenizer_sha256": "a" * 64}, tmp_path / "step_1.pt")
+    with pytest.raises(SpeechseqError, match="took no optimizer step"):
+        run_fit(tmp_path / "e", fsdd_tiny["train"], None, [], ("train.accum_grad=1000", "train.max_epochs=1"))
+    with pytest.raises(SpeechseqError, match="keep_checkpoints=2 is below train.average_last=3"):
+        fit(None, None, None, None, load_config(None, AsrExperimentConfig, ["train.keep_checkpoints=2"]).train,
+            tmp_path, {}, 16000)
+
+
+def test_bare_cuda_under_torchrun_is_the_local_rank(monkeypatch):
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    assert resolve_device("cuda") == torch.device("cuda", 1)
+    assert resolve_device("cuda:0") == torch.device("cuda", 0) and resolve_device("cpu") == torch.device("cpu")
+
+
+def test_average_cli_takes_the_last_cycle_only(tmp_path):
+    from speechseq.bin.average import main as average_main
+
+    train = {"max_steps": 8, "cycles": 2, "schedule": "cosine"}
+    for step in (2, 4, 6, 8):
+        ckpt.atomic_save({"model": {"w": torch.tensor([float(step)])}, "step": step, "config": {"train": train}},
+                         tmp_path / "checkpoints" / f"step_{step:07d}.pt")
+    assert average_main(["--exp", str(tmp_path), "--last", "3"]) == 0
+    out = ckpt.load(tmp_path / "model.pt")
+    assert out["averaged"] == ["step_0000006.pt", "step_0000008.pt"] and out["model"]["w"].item() == 7.0
+    with pytest.raises(SpeechseqError, match="--last 0"):
+        average_main(["--exp", str(tmp_path), "--last", "0"])
+
+
 def test_average_and_atomic_save(tmp_path):
     a = {"model": {"w": torch.tensor([1.0, 3.0]), "n": torch.tensor(1)}}
     b = {"model": {"w": torch.tensor([3.0, 5.0]), "n": torch.tensor(2)}}
@@ -132,3 +173,6 @@ def test_torchrun_two_processes(tmp_path, fsdd_tiny):
     # each rank consumed its own shard: 4 steps of a 2-way split mean half the batches of one process
     assert state["consumed"] >= 1
     assert (tmp_path / "exp" / "model.pt").exists()
+    # every process's RNG state is kept, so that each one resumes its own dropout and augmentation draws
+    assert isinstance(state["rng_ranks"], list) and len(state["rng_ranks"]) == 2
+    assert state["sampler"]["world_size"] == 2 and state["sampler"]["num_batches_yielded"] == state["consumed"]
