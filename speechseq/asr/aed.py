@@ -143,10 +143,13 @@ class AedModel(nn.Module):
 
     def _max_lens(self, hidden_lens: Tensor, max_len: int | None) -> Tensor:
         """(B,) token budget per item: ``max_len`` for all, else ``max_len_ratio`` x the item's own encoder frames
-        (per item, so that a hypothesis never depends on the other utterances of its batch)."""
+        (per item, so that a hypothesis never depends on the other utterances of its batch). An item without encoder
+        frames (a clip too short for one) gets 0: it ends at once with an empty hypothesis."""
         if max_len is not None:
-            return torch.full_like(hidden_lens, max_len)
-        return (hidden_lens.double() * self.cfg.max_len_ratio).ceil().long().clamp(min=1)
+            budget = torch.full_like(hidden_lens, max_len)
+        else:
+            budget = (hidden_lens.double() * self.cfg.max_len_ratio).ceil().long().clamp(min=1)
+        return torch.where(hidden_lens > 0, budget, 0)
 
     @torch.no_grad()
     def recognize(self, waves: Tensor, wave_lens: Tensor, method: str = "greedy", beam_size: int | None = None,

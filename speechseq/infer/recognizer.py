@@ -28,7 +28,7 @@ from speechseq.audio.io import load_audio, resample
 from speechseq.config import from_dict
 from speechseq.errors import AudioError, SpeechseqError
 from speechseq.text.ngram import LmFusion, TokenLmScorer, read_arpa
-from speechseq.text.tokenizer import Tokenizer
+from speechseq.text.tokenizer import EOS_ID, Tokenizer
 from speechseq.train import checkpoint as ckpt
 
 AudioInput = Union[str, Path, tuple[np.ndarray, int]]
@@ -93,13 +93,19 @@ class Recognizer:
             wave, sr = item
             if int(sr) <= 0:
                 raise AudioError(f"{where}: sample rate must be a positive number of Hz, got {sr!r}")
-            wave = np.asarray(wave, dtype=np.float32)
-            if wave.ndim == 2:
-                wave = wave.mean(axis=1) if wave.shape[1] <= 8 else wave.mean(axis=0)
-            if wave.ndim != 1:
-                raise AudioError(f"{where}: expected shape (samples,) or (samples, channels), got {wave.shape}")
+            wave = np.asarray(wave)
+            if wave.dtype.kind in "iu":  # integer PCM (e.g. scipy's int16 wav): to [-1, 1) like soundfile's floats
+                half = (int(np.iinfo(wave.dtype).max) + 1) // (2 if wave.dtype.kind == "u" else 1)  # uint8: 128
+                wave = (wave.astype(np.float64) - (half if wave.dtype.kind == "u" else 0)) / half
+            elif wave.dtype.kind != "f":
+                raise AudioError(f"{where}: expected float or integer PCM samples, got dtype {wave.dtype}")
+            wave = np.ascontiguousarray(wave, dtype=np.float32)
             if wave.size == 0:
                 raise AudioError(f"{where}: empty audio")
+            if wave.ndim == 2:  # (samples, channels) as soundfile gives, or (channels, samples) as librosa does
+                wave = wave.mean(axis=int(np.argmin(wave.shape)))
+            if wave.ndim != 1:
+                raise AudioError(f"{where}: expected shape (samples,) or (samples, channels), got {wave.shape}")
             if not np.isfinite(wave).all():
                 raise AudioError(f"{where}: contains NaN or Inf")
             return resample(wave, int(sr), self.sample_rate) if int(sr) != self.sample_rate else wave
@@ -166,6 +172,10 @@ class Recognizer:
             raise SpeechseqError(f"transcribe: batch_size and beam_size must be >= 1, got {batch_size}, {beam_size}")
         if lm is not None and method != "beam":
             raise SpeechseqError(f"transcribe: LM fusion is for beam search (method 'beam'), not {method!r}")
+        if lm is not None and lm.scorer.pieces[EOS_ID + 1:] != [self.tokenizer.id_to_piece(i) for i in
+                                                             range(EOS_ID + 1, self.tokenizer.vocab_size)]:
+            raise SpeechseqError("transcribe: the LM's scorer was built over another tokenizer than this model's "
+                                 f"({self.tokenizer.model_path}); make it with this recognizer's load_lm")
         if aligner is not None and not word_timestamps:
             raise SpeechseqError("transcribe: an aligner times words; it needs word_timestamps=True")
         single = not isinstance(inputs, (list, tuple)) or (isinstance(inputs, tuple) and len(inputs) == 2
@@ -211,6 +221,8 @@ class Recognizer:
             raise SpeechseqError("align: inputs and texts are lists, one text per input (e.g. [path], [text])")
         if len(inputs) != len(texts):
             raise SpeechseqError(f"align: {len(inputs)} inputs but {len(texts)} texts")
+        if batch_size < 1:
+            raise SpeechseqError(f"align: batch_size must be >= 1, got {batch_size}")
         waves = [self._load(x, f"inputs[{i}]") for i, x in enumerate(inputs)]
         ctc = getattr(self.model, "ctc", self.model)  # Paraformer and AED keep their encoder + CTC head in .ctc
         results: list[list[WordTime] | None] = [None] * len(waves)

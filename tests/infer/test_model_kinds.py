@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -53,6 +54,17 @@ def test_load_asr_decodes_with_every_method_and_times_words(trained, fsdd_tiny):
                 assert [x.start_s for x in t.token_times] == sorted(x.start_s for x in t.token_times)
     with pytest.raises(SpeechseqError, match="unknown method 'nope'"):
         asr.transcribe(audio[0], method="nope")
+
+
+def test_too_short_clip_gives_empty_text_for_every_method(trained, fsdd_tiny):
+    kind, exp = trained
+    asr = speechseq.load_asr(exp)
+    audio = fsdd_tiny["dev"].read_text().splitlines()[0].split('"audio": "')[1].split('"')[0]
+    for method in asr.methods:
+        for num_samples in (1, 300):  # alone, and batched beside a real utterance
+            out = asr.transcribe([(np.full(num_samples, 0.1, np.float32), 8000), audio], method=method, beam_size=3)
+            assert out[0].text == "" and out[0].tokens == [], (kind, method, num_samples)
+            assert out[1].text == asr.transcribe(audio, method=method, beam_size=3)[0].text
 
 
 def test_recognize_spans_from_one_pass_equal_token_spans(trained, fsdd_tiny):

@@ -115,6 +115,37 @@ def test_path_array_and_resampled_array_agree(trained, asr):
     assert any(texts), "model produced only empty hypotheses: the comparison above is vacuous"
 
 
+def test_integer_pcm_channel_layouts_and_strided_arrays_read_like_the_file(trained, asr):
+    path = trained["audio"][0]
+    pcm, sr = sf.read(path, dtype="int16")
+    from_path = asr.transcribe(path)[0]
+    assert from_path.text
+    u8 = ((pcm.astype(np.int32) >> 8) + 128).astype(np.uint8)
+    same_as_file = {"int16": pcm, "int32": pcm.astype(np.int32) << 16,
+                    "(samples, 16 channels)": np.repeat(pcm[:, None], 16, axis=1), "(2 channels, samples)": np.stack([pcm, pcm])}
+    for name, wave in same_as_file.items():
+        assert asr.transcribe((wave, sr))[0].tokens == from_path.tokens, name
+    assert asr.transcribe((u8, sr))[0].tokens == asr.transcribe(((u8 - 128.0) / 128.0, sr))[0].tokens  # 8-bit: centred
+    reversed_view = pcm[::-1]  # a negative-stride view decodes like its contiguous copy
+    assert asr.transcribe((reversed_view, sr))[0].tokens == asr.transcribe((reversed_view.copy(), sr))[0].tokens
+    with pytest.raises(SpeechseqError, match="dtype"):
+        asr.transcribe((np.array(["a", "b"]), sr))
+
+
+def test_lm_over_another_tokenizer_and_bad_align_batch_are_refused(trained, asr, tmp_path):
+    from speechseq.text.ngram import LmFusion, TokenLmScorer, estimate_from_texts
+    from speechseq.text.tokenizer import Tokenizer
+
+    texts = ["the quick brown fox", "jumps over the lazy dog", "zero one two three"]
+    other = train_tokenizer(texts * 5, tmp_path, TokenizerConfig("char"))
+    assert isinstance(other, Tokenizer)
+    lm = LmFusion(TokenLmScorer(estimate_from_texts(texts, other, 2), other), 0.5, 1.0)
+    with pytest.raises(SpeechseqError, match="another tokenizer"):
+        asr.transcribe(trained["audio"][0], method="beam", lm=lm)
+    with pytest.raises(SpeechseqError, match="batch_size"):
+        asr.align([trained["audio"][0]], ["one"], batch_size=0)
+
+
 def test_list_keeps_input_order_and_batch_size_does_not_matter(trained, asr):
     inputs = trained["audio"]
     lengths = [sf.info(p).frames for p in inputs]
