@@ -35,6 +35,7 @@ tokenizer_type=${tokenizer_type:-}; vocab_size=${vocab_size:-}
 lm_order=${lm_order:-6}; lm_weight=${lm_weight:-0.6}; lm_bonus=${lm_bonus:-1.5}
 init=${init:-}
 parse_options "$@"
+check_stages
 done_dir=$exp
 stage_names=([0]="prepare data" [1]="tokenizer and LM" [2]="train" [3]="MWER fine-tuning" [4]="decode" [5]="score")
 python=${PYTHON:-python}
@@ -70,7 +71,7 @@ if stage 1; then
     tok_type=${tokenizer_type:-$(config_value tokenizer.model_type)}
     tok_size=${vocab_size:-$(config_value tokenizer.vocab_size)}
     $python -m speechseq.bin.tokenizer --manifest "$data/$train_set.jsonl" --out "$exp" \
-      --model-type "$tok_type" --vocab-size "$tok_size"
+      --model-type "$tok_type" --vocab-size "$tok_size" --character-coverage "$(config_value tokenizer.character_coverage)"
   fi
   if [ "$kind" != aed ] && [ "$lm_order" -gt 0 ]; then
     $python -m speechseq.bin.lm --manifest "$data/$train_set.jsonl" --tokenizer "$exp/tokenizer.model" \
@@ -79,8 +80,8 @@ if stage 1; then
   mark_done 1
 fi
 
-launcher=($python -m speechseq.bin.train)
-[ "$nproc" -gt 1 ] && launcher=(torchrun --standalone --nproc_per_node "$nproc" -m speechseq.bin.train)
+launcher=("$python" -m speechseq.bin.train)
+[ "$nproc" -gt 1 ] && launcher=("$python" -m torch.distributed.run --standalone --nproc_per_node "$nproc" -m speechseq.bin.train)
 if stage 2; then
   start_opts=(--tokenizer "$exp/tokenizer.model"); [ -n "$init" ] && start_opts=(--init "$init")
   "${launcher[@]}" --config "$config" --exp "$exp" --train "$data/$train_set.jsonl" \

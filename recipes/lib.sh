@@ -22,6 +22,12 @@ parse_options() {
   done
 }
 
+# check_stages: --stage and --stop-stage must be integers (a typo would otherwise skip every stage silently)
+check_stages() {
+  [[ "$stage" =~ ^[0-9]+$ ]] || die "--stage must be a stage number, got '$stage'"
+  [[ "$stop_stage" =~ ^[0-9]+$ ]] || die "--stop-stage must be a stage number, got '$stop_stage'"
+}
+
 # stage N: true when N is within [stage, stop_stage] and its .done marker (in $done_dir) is absent.
 stage() {
   local n=$1

@@ -56,7 +56,9 @@ $python -m speechseq.bin.score --table "${summaries[@]}"
 for v in $variants; do
   [ "$v" = control ] && continue
   for set in "$dev_set" "$test_set"; do
-    echo "$v vs control, $set: $($python -m speechseq.bin.score --hyp "$model_dir/ablation/control/decode_$set/hyp.jsonl" \
-      --compare "$model_dir/ablation/$v/decode_$set/hyp.jsonl" | tail -1)"
+    # captured first: a failing score inside "echo $(...)" would not stop the script (set -e ignores it there)
+    res=$($python -m speechseq.bin.score --hyp "$model_dir/ablation/control/decode_$set/hyp.jsonl" \
+      --compare "$model_dir/ablation/$v/decode_$set/hyp.jsonl")
+    echo "$v vs control, $set: $(tail -1 <<< "$res")"
   done
 done

@@ -17,9 +17,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", required=True)
     p.add_argument("--model-type", default="bpe", choices=["bpe", "unigram", "char"])
     p.add_argument("--vocab-size", type=int, default=256)
+    p.add_argument("--character-coverage", type=float, default=1.0,
+                   help="share of characters the pieces cover (1.0 for small alphabets, 0.9995 for CJK)")
     args = p.parse_args(argv)
     tok = train_tokenizer((u.text for u in iter_manifest(args.manifest)), args.out,
-                          TokenizerConfig(args.model_type, args.vocab_size))
+                          TokenizerConfig(args.model_type, args.vocab_size,
+                                          character_coverage=args.character_coverage))
     print(f"{tok.model_path}: {tok.vocab_size} pieces")
     return 0
 

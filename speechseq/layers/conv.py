@@ -2,7 +2,8 @@
 
 The depthwise conv pads symmetrically (offline) or only on the left (``causal=True``, what streaming needs). Padded
 frames are zeroed before the depthwise conv so a batch gives the same result as each item alone. ``norm="layer"``
-(LayerNorm over channels) is the streaming-safe choice; ``"batch"`` is the original Conformer's BatchNorm.
+(LayerNorm over channels) is the streaming-safe choice; ``"batch"`` is the original Conformer's BatchNorm, here with
+its training statistics taken over the valid frames only (:func:`masked_batch_norm`), so padding does not shift them.
 Dims: B batch, T frames, D channels, K kernel size.
 """
 
@@ -60,13 +61,28 @@ class ConvModule(nn.Module):
         weight = self.depthwise.weight[:, :, :, None].to(memory_format=torch.channels_last)  # (D, 1, K, 1)
         h = F.conv2d(padded.transpose(1, 2)[:, :, :, None], weight, self.depthwise.bias, groups=weight.shape[0])
         h = h[:, :, :, 0].transpose(1, 2)  # (B, T, D)
-        if self.norm_kind == "layer":
-            h = self.norm(h)
-        else:
-            h = self.norm(h.transpose(1, 2)).transpose(1, 2)
+        h = self.norm(h) if self.norm_kind == "layer" else masked_batch_norm(self.norm, h, valid)
         h = F.linear(F.silu(h), self.pointwise_out.weight[:, :, 0], self.pointwise_out.bias)
         padded = padded.transpose(1, 2)  # (B, D, T + K-1), the layout the cache is kept in
         return self.dropout(h), padded
+
+
+def masked_batch_norm(bn: nn.BatchNorm1d, h: Tensor, valid: Tensor) -> Tensor:
+    """BatchNorm over (B, T, D) whose training statistics (and running averages) come from the ``valid`` (B, T)
+    frames only: nn.BatchNorm1d would count the padded frames, which are not zero after the depthwise conv, so an
+    utterance's output would depend on how much padding its batch has. In eval mode it is plain BatchNorm."""
+    if not bn.training:
+        return bn(h.transpose(1, 2)).transpose(1, 2)
+    m = valid[:, :, None].to(h.dtype)
+    n = m.sum().clamp(min=2.0)
+    mean = (h * m).sum((0, 1)) / n
+    var = ((h - mean) ** 2 * m).sum((0, 1)) / n
+    with torch.no_grad():
+        momentum = 0.1 if bn.momentum is None else bn.momentum
+        bn.running_mean.lerp_(mean.detach().to(bn.running_mean.dtype), momentum)
+        bn.running_var.lerp_((var.detach() * n / (n - 1)).to(bn.running_var.dtype), momentum)
+        bn.num_batches_tracked += 1
+    return (h - mean) * torch.rsqrt(var + bn.eps) * bn.weight + bn.bias
 
 
 class FeedForward(nn.Module):

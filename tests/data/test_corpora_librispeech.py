@@ -120,3 +120,29 @@ def test_prepare_cli_merge(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     assert re.search(r"train\s+6 utts", capsys.readouterr().out)
     merged = read_manifest(out / "train.jsonl")
     assert [u.audio for u in merged] == [u.audio for u in read_manifest(out / "train-clean-100.jsonl")]
+
+
+def test_run_sh_stage0_uses_a_hand_extracted_tree_in_a_folder_with_spaces(tmp_path: Path) -> None:
+    """egs/librispeech/asr/run.sh stage 0 on a tree extracted by hand (no .complete marker): prepared as it is, with
+    no download attempt (none is possible here), and paths with spaces survive the recipe's eval."""
+    import os
+    import subprocess
+    import sys
+
+    root_dir = Path(__file__).resolve().parents[2]
+    base = tmp_path / "my corpora"
+    corpus = _mini_tree(base / "libri", "train-clean-100")
+    _mini_tree(base / "other", "dev-clean")
+    (base / "other" / "LibriSpeech" / "dev-clean").rename(corpus / "LibriSpeech" / "dev-clean")
+    env = {**os.environ, "data": str(base / "data dir"), "exp": str(base / "exp dir"),
+           "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    proc = subprocess.run([str(root_dir / "egs/librispeech/asr/run.sh"), "--corpus-dir", str(corpus), "--subsets",
+                           "train-clean-100 dev-clean", "--stage", "0", "--stop-stage", "0"],
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert len(read_manifest(base / "data dir" / "train.jsonl")) == 6
+    assert len(read_manifest(base / "data dir" / "dev-clean.jsonl")) == 6
+    assert (base / "exp dir" / ".stage0.done").is_file()
+    bad = subprocess.run([str(root_dir / "egs/librispeech/asr/run.sh"), "--corpus-dir", str(corpus), "--stage", "O"],
+                         env=env, capture_output=True, text=True, timeout=300)
+    assert bad.returncode != 0 and "--stage must be a stage number, got 'O'" in bad.stderr

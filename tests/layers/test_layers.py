@@ -119,6 +119,31 @@ def test_conv_module_equals_conv1d_formulation():
         assert torch.allclose(out, ref, atol=1e-5)
 
 
+def test_batch_norm_conv_in_training_ignores_padding():
+    """BatchNorm's training statistics come from valid frames: padding the batch more changes nothing, and without
+    padding it equals nn.BatchNorm1d (output and running statistics)."""
+    torch.manual_seed(0)
+    conv = ConvModule(8, 5, norm="batch").train()
+    x = torch.randn(2, 9, 8)
+    lens = torch.tensor([[9], [6]])
+    out, _ = conv(x, torch.arange(9)[None] < lens)
+    longer = torch.cat([x, torch.randn(2, 4, 8)], 1)  # 4 more padded frames, with other values
+    out_longer, _ = conv(longer, torch.arange(13)[None] < lens)
+    assert torch.allclose(out[0], out_longer[0, :9], atol=1e-5) and torch.allclose(out[1, :6], out_longer[1, :6], atol=1e-5)
+    plain = ConvModule(8, 5, norm="batch").train()
+    plain.load_state_dict(conv.state_dict() | {"norm.running_mean": torch.zeros(8), "norm.running_var": torch.ones(8),
+                                                "norm.num_batches_tracked": torch.tensor(0)})
+    full = torch.ones(2, 9, dtype=torch.bool)
+    ours, _ = plain(x, full)
+    ref_bn = torch.nn.BatchNorm1d(8).train()
+    h = torch.nn.functional.glu(plain.pointwise_in(x.transpose(1, 2)), dim=1)
+    h = ref_bn(plain.depthwise(torch.nn.functional.pad(h, (2, 2))))
+    ref = plain.pointwise_out(torch.nn.functional.silu(h)).transpose(1, 2)
+    assert torch.allclose(ours, ref, atol=1e-5)
+    assert torch.allclose(plain.norm.running_mean, ref_bn.running_mean, atol=1e-6)
+    assert torch.allclose(plain.norm.running_var, ref_bn.running_var, atol=1e-5)
+
+
 def test_causal_conv_ignores_future_and_padding():
     torch.manual_seed(0)
     conv = ConvModule(16, 5, causal=True).eval()

@@ -32,5 +32,6 @@ if [ -d "$corpus_dir/data_aishell" ] && [ ! -f "$corpus_dir/data_aishell/.comple
   && [ ! -f "$corpus_dir/data_aishell.tgz" ]; then
   download=""
 fi
-export prepare_cmd="python -m speechseq.bin.prepare aishell --root $corpus_dir --out $data $download"
+# recipes/asr.sh evals it: the paths are quoted (${x@Q}) and $python is its interpreter
+export prepare_cmd="\$python -m speechseq.bin.prepare aishell --root ${corpus_dir@Q} --out ${data@Q} $download"
 exec "$root/recipes/asr.sh" "${args[@]}"

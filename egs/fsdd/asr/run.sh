@@ -33,8 +33,9 @@ export data=${data:-$here/data$held_out}
 case "$model" in ctc|paraformer|aed) ;; *) echo "unknown --model $model (ctc, paraformer, aed)" >&2; exit 1 ;; esac
 export exp=${exp:-$here/exp/$model$held_out}
 export config=${config:-$root/recipes/conf/asr/${model}_fsdd.yaml}
-src="--data-dir $data_dir"; [ -n "$download" ] && src="--download $download"
-[ "$synth_digits" = 1 ] && src="$src --synth-digits $data/synth_digits --synth-variants $synth_variants"
-[ -n "$test_speakers" ] && src="$src --test-speakers $test_speakers"
-export prepare_cmd="python -m speechseq.bin.prepare fsdd --out $data $src"
+# recipes/asr.sh evals it: the paths are quoted (${x@Q}) and $python is its interpreter
+src="--data-dir ${data_dir@Q}"; [ -n "$download" ] && src="--download ${download@Q}"
+[ "$synth_digits" = 1 ] && src="$src --synth-digits ${data@Q}/synth_digits --synth-variants $synth_variants"
+[ -n "$test_speakers" ] && src="$src --test-speakers ${test_speakers@Q}"
+export prepare_cmd="\$python -m speechseq.bin.prepare fsdd --out ${data@Q} $src"
 exec "$root/recipes/asr.sh" "${args[@]}"

@@ -28,7 +28,15 @@ train_parts=$(for s in $subsets; do case $s in train-*) echo -n "$s ";; esac; do
 export train_set=${train_set:-train}
 export dev_set=${dev_set:-dev-clean}
 export test_sets=${test_sets:-"$(for s in $subsets; do case $s in test-*|dev-*) echo -n "$s ";; esac; done)"}
-export prepare_cmd="python -m speechseq.bin.prepare librispeech --root $corpus_dir --out $data --download \
-  --subsets $(echo $subsets | tr ' ' ',') && python -m speechseq.bin.prepare merge --out $data/train.jsonl \
-  $(for s in $train_parts; do echo -n "$data/$s.jsonl "; done)"
+# A LibriSpeech/ tree extracted by hand (every subset there, none with our .complete marker or archive) is used as it
+# is; otherwise --download fetches what is missing, resumes, or does nothing.
+download=""
+for s in $subsets; do
+  if [ ! -d "$corpus_dir/LibriSpeech/$s" ] || [ -f "$corpus_dir/LibriSpeech/$s/.complete" ] \
+    || [ -f "$corpus_dir/$s.tar.gz" ]; then download=--download; fi
+done
+# recipes/asr.sh evals it: the paths are quoted (${x@Q}) and $python is its interpreter
+export prepare_cmd="\$python -m speechseq.bin.prepare librispeech --root ${corpus_dir@Q} --out ${data@Q} $download \
+  --subsets $(echo $subsets | tr ' ' ',') && \$python -m speechseq.bin.prepare merge --out ${data@Q}/train.jsonl \
+  $(for s in $train_parts; do echo -n "${data@Q}/$s.jsonl "; done)"
 exec "$root/recipes/asr.sh" "${args[@]}"

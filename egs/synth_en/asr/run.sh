@@ -26,6 +26,7 @@ export PYTHONPATH="$root${PYTHONPATH:+:$PYTHONPATH}"
 export data=${data:-$here/data/$scale}
 export exp=${exp:-$here/exp/${model}_$scale}
 export config=${config:-$root/recipes/conf/asr/${model}_synth_$scale.yaml}
-text_opt=""; [ -n "$text" ] && text_opt="--text $(realpath "$text")"
-export prepare_cmd="python -m speechseq.bin.prepare synth_en --out $data --scale $scale --num-jobs $nj $text_opt"
+text_opt=""; [ -n "$text" ] && text_opt="--text $(realpath "$text")" && text_opt=${text_opt@Q}
+# recipes/asr.sh evals it: the paths are quoted (${x@Q}) and $python is its interpreter
+export prepare_cmd="\$python -m speechseq.bin.prepare synth_en --out ${data@Q} --scale $scale --num-jobs $nj $text_opt"
 exec "$root/recipes/asr.sh" "${args[@]}"
