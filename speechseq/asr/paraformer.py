@@ -18,9 +18,9 @@
   drawn at every position from the decoder's own distribution, which gives competitors as close as the model makes
   them, or (``"nbest"``) the exact k best sequences of the slot-factorised distribution; ``sum_k P(y_k) (err_k -
   mean err)`` with P renormalised over the candidates and err the token edit distance to the reference
-  (rapidfuzz, :func:`candidate_errors`). ``mwer_slots="inference"`` decodes the candidates on the unscaled CIF weights with the inference
-  tail instead of the target-length slots, so that their lengths, and thus insertions and deletions, are those of
-  decoding.
+  (rapidfuzz, :func:`candidate_errors`). ``mwer_slots="inference"`` decodes the candidates on the unscaled CIF
+  weights with the inference tail instead of the target-length slots, so that their lengths, and thus insertions
+  and deletions, are those of decoding.
 * **Inference**: a zero frame with weight ``tail_threshold`` is appended so that a trailing token with at least
   1 - tail_threshold accumulated weight still fires; one decoder pass; the output stops at the first <eos>.
   Optionally a beam search over the CIF slots fuses a token n-gram LM (the slots stay fixed; the LM links them).

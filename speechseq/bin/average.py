@@ -14,7 +14,7 @@ from pathlib import Path
 from speechseq.config import from_dict
 from speechseq.errors import SpeechseqError
 from speechseq.train import checkpoint as ckpt
-from speechseq.train.loop import TrainConfig, cycle_starts
+from speechseq.train.loop import TrainConfig, cycle_begin
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,8 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     saved = newest.get("config", {}).get("train", {})  # only the keys that place the restarts (older runs: none)
     train_cfg = from_dict(TrainConfig, {k: saved[k] for k in ("max_steps", "cycles", "schedule") if k in saved},
                           f"{found[-1]}: train")
-    begin = max([0] + [b for b in cycle_starts(train_cfg) if b < newest["step"]])
-    paths = ckpt.list_checkpoints(ckpt_dir, after_step=begin)[-args.last:]
+    paths = ckpt.list_checkpoints(ckpt_dir, after_step=cycle_begin(train_cfg, newest["step"]))[-args.last:]
     meta = {k: newest[k] for k in ("config", "tokenizer_sha256") if k in newest}
     out = Path(args.out or Path(args.exp) / "model.pt")
     ckpt.atomic_save({"model": ckpt.average_state_dicts(paths), "averaged": [p.name for p in paths],

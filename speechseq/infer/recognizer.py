@@ -84,6 +84,7 @@ class Recognizer:
         self.sample_rate = model.frontend.sample_rate
         self.timing = timing
         """(start, end) shifts in seconds added to word and token times (:func:`read_timing`)."""
+        self._pieces = [tokenizer.id_to_piece(i) for i in range(tokenizer.vocab_size)]  # to check an LM's against
 
     def _load(self, item: AudioInput, where: str) -> np.ndarray:
         if isinstance(item, (str, Path)):
@@ -172,8 +173,7 @@ class Recognizer:
             raise SpeechseqError(f"transcribe: batch_size and beam_size must be >= 1, got {batch_size}, {beam_size}")
         if lm is not None and method != "beam":
             raise SpeechseqError(f"transcribe: LM fusion is for beam search (method 'beam'), not {method!r}")
-        if lm is not None and lm.scorer.pieces[EOS_ID + 1:] != [self.tokenizer.id_to_piece(i) for i in
-                                                             range(EOS_ID + 1, self.tokenizer.vocab_size)]:
+        if lm is not None and lm.scorer.pieces[EOS_ID + 1:] != self._pieces[EOS_ID + 1:]:
             raise SpeechseqError("transcribe: the LM's scorer was built over another tokenizer than this model's "
                                  f"({self.tokenizer.model_path}); make it with this recognizer's load_lm")
         if aligner is not None and not word_timestamps:

@@ -113,6 +113,12 @@ def cycle_starts(cfg: TrainConfig) -> list[int]:
     return [c * length for c in range(1, cfg.cycles)]
 
 
+def cycle_begin(cfg: TrainConfig, step: int) -> int:
+    """First step of the cycle that ends at (or contains) ``step``: the last restart before it, else 0. The
+    checkpoints after it are the ones of that cycle (a checkpoint written at a restart step ends the cycle before)."""
+    return max([0] + [b for b in cycle_starts(cfg) if b < step])
+
+
 def lr_factor(step: int, cfg: TrainConfig) -> float:
     """Multiplier of ``cfg.lr`` at optimizer step ``step`` (0-based)."""
     if cfg.schedule == "noam":
@@ -329,8 +335,7 @@ def fit(model: nn.Module, loss_fn: LossFn, dataset: AsrDataset, sampler: Duratio
 
     def cycle_checkpoints() -> list[Path]:
         """The last ``average_last`` checkpoints of the cycle that ends at ``step`` (of the whole run for one cycle)."""
-        begin = max([0] + [b for b in restarts if b < step])
-        return ckpt.list_checkpoints(ckpt_dir, after_step=begin)[-max(cfg.average_last, 1):]
+        return ckpt.list_checkpoints(ckpt_dir, after_step=cycle_begin(cfg, step))[-max(cfg.average_last, 1):]
 
     def restart() -> None:
         """Start the next cosine cycle from the average of the last checkpoints, with fresh AdamW moments."""
@@ -379,10 +384,12 @@ def fit(model: nn.Module, loss_fn: LossFn, dataset: AsrDataset, sampler: Duratio
             pending_rng = None
         for batch in iterator:
             consumed += 1
-            has_data = torch.tensor([float(len(batch) > 0)], device=device)  # NCCL reduces CUDA tensors only
-            if world > 1:
-                dist.all_reduce(has_data, op=dist.ReduceOp.MIN)
-            if has_data.item() == 0:
+            has_data = len(batch) > 0
+            if world > 1:  # every process skips together (a device tensor: NCCL reduces CUDA tensors only)
+                flag = torch.tensor([float(has_data)], device=device)
+                dist.all_reduce(flag, op=dist.ReduceOp.MIN)
+                has_data = flag.item() > 0
+            if not has_data:
                 continue
             batch = batch.to(device)
             micro += 1
