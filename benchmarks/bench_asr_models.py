@@ -22,6 +22,9 @@ heads, FF 2048, kernel 15, conv2d x4; 6-layer decoder FF 2048; 4234 characters: 
 conformer baseline with the same encoder and decoder sizes, random weights, decoding 10 s of real speech to exactly
 ``--tokens`` tokens (Paraformer: the CIF predictor's bias is set so that it fires that many; AED: min and max length).
 The references (``--ref-*``) were measured by the project with FunASR on this kind of machine, 2 threads, 10 s.
+
+``--int8``: every model is also timed (and, if trained, scored) with int8 dynamic-quantized Linear layers
+(:func:`speechseq.infer.quantize.quantize_int8`), in the same interleaved rounds as its fp32 rows.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ from speechseq.asr.conformer import ConformerConfig  # noqa: E402
 from speechseq.asr.model import AsrModelConfig, build_asr_model  # noqa: E402
 from speechseq.audio.io import load_audio  # noqa: E402
 from speechseq.data.manifest import read_manifest  # noqa: E402
+from speechseq.infer.quantize import quantize_int8  # noqa: E402
 from speechseq.infer.recognizer import load_asr  # noqa: E402
 from speechseq.layers.decoder import DecoderConfig  # noqa: E402
 from speechseq.text.score import error_rates  # noqa: E402
@@ -48,15 +52,17 @@ SAMPLE_RATE = 16000
 
 
 def trained_rows(models: list[tuple[str, str]], manifest: str, beam_size: int, batch_size: int, repeat: int,
-                 max_utts: int, lm: str | None = None, lm_weight: float = 0.6, lm_bonus: float = 1.5
-                 ) -> tuple[list[list[object]], list[list[object]], int, float]:
+                 max_utts: int, lm: str | None = None, lm_weight: float = 0.6, lm_bonus: float = 1.5,
+                 int8: bool = False) -> tuple[list[list[object]], list[list[object]], int, float]:
     utts = read_manifest(manifest)[: max_utts or None]
     waves = [(load_audio(u.audio, SAMPLE_RATE, u.offset, u.duration)[0], SAMPLE_RATE) for u in utts]
     audio_s = sum(len(w) for w, _ in waves) / SAMPLE_RATE
     refs = [u.text for u in utts]
     cands, outputs, params = {}, {}, {}
-    for name, model_dir in models:
-        asr = load_asr(model_dir, "cpu")
+    loads = [(name, model_dir, False) for name, model_dir in models]
+    loads += [(f"{name}@int8", model_dir, True) for name, model_dir in models] if int8 else []
+    for name, model_dir, quantized in loads:
+        asr = load_asr(model_dir, "cpu", int8=quantized)
         params[name] = count_params(asr.model)
         cands[(name, ENCODER)] = encoder_pass(asr, waves, batch_size)
         fusion = asr.load_lm(lm, lm_weight, lm_bonus) if lm else None
@@ -118,7 +124,7 @@ def funasr_size_models(vocab: int, seed: int) -> dict[str, torch.nn.Module]:
 
 
 def funasr_rows(tokens: int, duration_s: float, beam_size: int, repeat: int, vocab: int, seed: int,
-                refs: dict[str, float], audio: Path | None) -> tuple[list[list[object]], str]:
+                refs: dict[str, float], audio: Path | None, int8: bool = False) -> tuple[list[list[object]], str]:
     num = int(duration_s * SAMPLE_RATE)
     pool, source = speech_pool(audio, num)
     one = windows(pool, 1, num)
@@ -130,28 +136,34 @@ def funasr_rows(tokens: int, duration_s: float, beam_size: int, repeat: int, voc
         p = (tokens - para.cfg.tail_threshold + 0.2) / frames
         para.predictor.proj.bias.fill_(math.log(p / (1 - p)))
 
-    def aed_run(method: str, ctc_weight: float):
+    def aed_run(model, method: str, ctc_weight: float):
         def run():
-            aed.cfg.decode_ctc_weight = ctc_weight
-            return aed.recognize(*one, method, beam_size=beam_size, min_len=tokens, max_len=tokens)
+            model.cfg.decode_ctc_weight = ctc_weight
+            return model.recognize(*one, method, beam_size=beam_size, min_len=tokens, max_len=tokens)
         return run
 
     cands = {
         "Paraformer": lambda: para.recognize(*one),
-        "AED greedy": aed_run("greedy", 0.0),
-        f"AED beam {beam_size}": aed_run("beam", 0.0),
-        f"AED beam {beam_size} + CTC prefix 0.3": aed_run("beam", 0.3),
+        "AED greedy": aed_run(aed, "greedy", 0.0),
+        f"AED beam {beam_size}": aed_run(aed, "beam", 0.0),
+        f"AED beam {beam_size} + CTC prefix 0.3": aed_run(aed, "beam", 0.3),
     }
+    if int8:  # the same weights, int8 Linear layers (the CIF predictor, and so the token count, stays fp32)
+        para_q, aed_q = quantize_int8(para), quantize_int8(aed)
+        cands["Paraformer int8"] = lambda: para_q.recognize(*one)
+        cands["AED greedy int8"] = aed_run(aed_q, "greedy", 0.0)
+        cands[f"AED beam {beam_size} int8"] = aed_run(aed_q, "beam", 0.0)
     check = para.ctc(*one)
     alphas, _ = para._inference_alphas(check.hidden, check.lens)
     n_fired = int(torch.floor(alphas.sum() + 1e-4))
     timings = time_interleaved(cands, repeat=repeat, warmup=1)
     ref_of = {"Paraformer": refs["paraformer"], "AED greedy": refs["ar_greedy"], f"AED beam {beam_size}": refs["ar_beam"],
               f"AED beam {beam_size} + CTC prefix 0.3": refs["ar_beam"]}
+    ref_of.update({f"{name} int8": ref_of[name] for name in ("Paraformer", "AED greedy", f"AED beam {beam_size}")})
     para_t = timings["Paraformer"].median_s
     rows = []
     for name, t in timings.items():
-        model = para if name == "Paraformer" else aed
+        model = para if name.startswith("Paraformer") else aed
         rtf = t.median_s / duration_s
         rows.append([name, f"{count_params(model) / 1e6:.1f}M", rtf, t.min_s / duration_s, ref_of[name],
                      rtf / ref_of[name], t.median_s / para_t])
@@ -182,6 +194,8 @@ def main() -> int:
     p.add_argument("--ref-ar-beam", type=float, default=0.79)
     p.add_argument("--ref-ar-greedy", type=float, default=0.10)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--int8", action="store_true", help="also time every model with int8 dynamic-quantized Linear "
+                                                       "layers (speechseq.infer.quantize; rows NAME@int8 / '... int8')")
     args = p.parse_args()
     if not args.model and not args.funasr_size:
         p.error("give --model NAME=DIR (with --manifest) and/or --funasr-size")
@@ -194,7 +208,8 @@ def main() -> int:
             p.error("--model needs --manifest")
         models = [tuple(m.split("=", 1)) for m in args.model]
         rows, enc_rows, n, audio_s = trained_rows(models, args.manifest, args.beam_size, args.batch_size,
-                                                  args.repeat, args.max_utts, args.lm, args.lm_weight, args.lm_bonus)
+                                                  args.repeat, args.max_utts, args.lm, args.lm_weight, args.lm_bonus,
+                                                  args.int8)
         print(f"\n## trained models: {n} utterances, {audio_s:.1f} s of audio\n")
         print(markdown_table(["model", "decoding", "params", "WER %", "CER %", "RTF", "x AED beam", "decoder RTF",
                               "decoder x AED beam"], rows, 4))
@@ -204,7 +219,7 @@ def main() -> int:
     if args.funasr_size:
         refs = {"paraformer": args.ref_paraformer, "ar_beam": args.ref_ar_beam, "ar_greedy": args.ref_ar_greedy}
         rows, note = funasr_rows(args.tokens, args.duration_s, args.beam_size, args.repeat, args.vocab, args.seed,
-                                 refs, args.audio)
+                                 refs, args.audio, args.int8)
         print(f"\n## FunASR conformer-Paraformer size, random weights, {args.duration_s:.0f} s: {note}\n")
         print(markdown_table(["decoder", "params", "RTF", "RTF (fastest)", "FunASR RTF", "x FunASR", "x Paraformer"],
                              rows, 4))

@@ -20,10 +20,11 @@ from speechseq.text.score import error_rates
 
 def decode_manifest(model_dir: str, manifest: str, out_dir: str, method: str = "greedy", beam_size: int = 10,
                     batch_size: int = 16, device: str = "cpu", lm: str | None = None, lm_weight: float = 0.5,
-                    lm_bonus: float = 1.0) -> dict:
+                    lm_bonus: float = 1.0, int8: bool = False) -> dict:
     """Decode every utterance; write ``hyp.jsonl`` and ``summary.json`` (WER, CER, RTF) into ``out_dir``. ``lm``: an
-    ARPA n-gram over the model's tokenizer pieces, fused into the beam search (CTC, AED, Paraformer)."""
-    asr = load_asr(model_dir, device)
+    ARPA n-gram over the model's tokenizer pieces, fused into the beam search (CTC, AED, Paraformer). ``int8``:
+    int8 dynamic-quantized Linear layers (CPU)."""
+    asr = load_asr(model_dir, device, int8=int8)
     fusion = asr.load_lm(lm, lm_weight, lm_bonus) if lm else None
     utts = read_manifest(manifest)
     out = Path(out_dir)
@@ -41,6 +42,8 @@ def decode_manifest(model_dir: str, manifest: str, out_dir: str, method: str = "
     summary = {"model_dir": str(model_dir), "manifest": str(manifest), "method": method,
                "beam_size": beam_size if method == "beam" else 1, "utterances": len(utts), "audio_s": audio_s,
                "decode_s": elapsed, "rtf": elapsed / max(audio_s, 1e-9), "threads": torch.get_num_threads()}
+    if int8:
+        summary["int8"] = True
     if lm:
         summary.update(lm=str(lm), lm_weight=lm_weight, lm_bonus=lm_bonus)
     if any(u.text.strip() for u in utts):
@@ -74,9 +77,10 @@ def main(argv: list[str] | None = None) -> int:
                                 "with --method beam")
     p.add_argument("--lm-weight", type=float, default=0.5, help="LM log-prob weight in the fused score")
     p.add_argument("--lm-bonus", type=float, default=1.0, help="score added per token (offsets the LM's cost)")
+    p.add_argument("--int8", action="store_true", help="decode with int8 dynamic-quantized Linear layers (CPU only)")
     args = p.parse_args(argv)
     s = decode_manifest(args.model_dir, args.manifest, args.out, args.method, args.beam_size, args.batch_size,
-                        args.device, args.lm, args.lm_weight, args.lm_bonus)
+                        args.device, args.lm, args.lm_weight, args.lm_bonus, args.int8)
     wer = f"WER {100 * s['wer']:.2f}% CER {100 * s['cer']:.2f}% " if "wer" in s else ""
     print(f"{args.manifest}: {s['utterances']} utts {wer}RTF {s['rtf']:.4f} -> {args.out}")
     return 0

@@ -264,8 +264,15 @@ def load_model_dir(model_dir: str | Path, device: str | torch.device = "cpu") ->
     return model.to(device).eval(), tokenizer, cfg.model.kind
 
 
-def load_asr(model_dir: str | Path, device: str = "cpu") -> Recognizer:
-    """Load a trained ASR model directory (CTC, Paraformer or AED) as a :class:`Recognizer`."""
+def load_asr(model_dir: str | Path, device: str = "cpu", int8: bool = False) -> Recognizer:
+    """Load a trained ASR model directory (CTC, Paraformer or AED) as a :class:`Recognizer`. ``int8``: decode with
+    int8 dynamic-quantized Linear layers (CPU only; :func:`speechseq.infer.quantize.quantize_int8`)."""
     dev = torch.device(device if device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
+    if int8 and dev.type != "cpu":
+        raise SpeechseqError(f"{model_dir}: int8 decoding runs on the CPU only, not on {dev}")
     model, tokenizer, kind = load_model_dir(model_dir, dev)
+    if int8:
+        from speechseq.infer.quantize import quantize_int8
+
+        model = quantize_int8(model)
     return Recognizer(model, tokenizer, dev, kind, read_timing(model_dir))

@@ -222,3 +222,16 @@ def test_missing_model_pt_names_the_folder(trained, tmp_path):
     with pytest.raises(SpeechseqError, match="model.pt") as info:
         speechseq.load_asr(model_dir)
     assert str(model_dir) in str(info.value)
+
+
+def test_int8_decoding_follows_the_fp32_model(trained, asr):
+    fp32 = asr.transcribe(trained["audio"], method="greedy")
+    q = speechseq.load_asr(trained["exp"], int8=True)
+    assert type(q.model.head).__module__ != type(asr.model.head).__module__  # the head is quantized
+    assert type(asr.model.head).__module__.startswith("torch.nn")  # the fp32 recognizer is left alone
+    int8 = q.transcribe(trained["audio"], method="greedy", word_timestamps=True)
+    assert [t.text for t in int8] == [t.text for t in fp32]
+    assert [t.score for t in int8] == pytest.approx([t.score for t in fp32], rel=0.1, abs=0.5)
+    assert all(t.words is not None for t in int8)
+    with pytest.raises(SpeechseqError, match="CPU only"):
+        speechseq.load_asr(trained["exp"], device="cuda", int8=True)
