@@ -63,7 +63,8 @@ def trained_rows(models: list[tuple[str, str]], manifest: str, beam_size: int, b
     loads += [(f"{name}@int8", model_dir, True) for name, model_dir in models] if int8 else []
     for name, model_dir, quantized in loads:
         asr = load_asr(model_dir, "cpu", int8=quantized)
-        params[name] = count_params(asr.model)
+        # quantized Linear layers hide their weights from parameters(): report the fp32 model's count
+        params[name] = params[name.removesuffix("@int8")] if quantized else count_params(asr.model)
         cands[(name, ENCODER)] = encoder_pass(asr, waves, batch_size)
         fusion = asr.load_lm(lm, lm_weight, lm_bonus) if lm else None
         variants = [(m, None) for m in asr.methods if not (asr.kind == "paraformer" and m == "beam")]  # = greedy
