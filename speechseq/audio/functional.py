@@ -22,6 +22,7 @@ Speed (``benchmarks/bench_fbank.py``, 10 s of 16 kHz audio, 2 CPU threads): abou
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 
@@ -110,6 +111,10 @@ def mel_filterbank(n_fft: int, n_mels: int, sample_rate: int, low_freq: float, h
 
     Returns:
         (n_fft // 2 + 1, F) float32 weights on the CPU; the Nyquist row is zero, as in Kaldi.
+
+    Raises:
+        ConfigError: a bad frequency range, or a mel bin whose triangle holds no FFT bin (too many mel bins for
+            ``n_fft``: Kaldi refuses these too, as the bin would always be log(eps)).
     """
     return _mel_filterbank_cached(n_fft, n_mels, sample_rate, float(low_freq), float(high_freq)).clone()
 
@@ -142,6 +147,15 @@ def _mel_filterbank_cached(n_fft: int, n_mels: int, sample_rate: int, low_freq: 
     down = (right - bin_mel) / (right - center)
     weights = torch.where(bin_mel <= center, up, down)
     weights = torch.where((bin_mel > left) & (bin_mel < right), weights, torch.zeros_like(weights))
+    empty = torch.nonzero(weights.sum(dim=0) == 0).flatten()
+    if empty.numel():
+        m = int(empty[0])
+        low_hz, high_hz = (700.0 * math.expm1(float(edges[k]) / 1127.0) for k in (m, m + 2))
+        raise ConfigError(
+            f"fbank: mel bin {m} of n_mels={n_mels} ({low_hz:.1f}-{high_hz:.1f} Hz) covers no FFT bin at "
+            f"sample_rate={sample_rate}, n_fft={n_fft} ({sample_rate / n_fft:g} Hz apart); use fewer mel bins, a "
+            f"larger FFT (longer frame_length_ms) or a higher low_freq (got {low_freq:g} Hz)"
+        )
     nyquist_row = torch.zeros(1, n_mels, dtype=torch.float64)
     return torch.cat([weights, nyquist_row]).to(torch.float32)
 
@@ -196,7 +210,8 @@ def fbank(
 
     Returns:
         feats: (B, T, F) float32 log-mel energies, ``T = 1 + (N - frame_length) // frame_shift`` (0 if N is shorter
-            than one frame).
+            than one frame); computed in float32 even under ``torch.autocast`` (in fp16 the int16-scaled power
+            spectra overflow).
         feat_lens: (B,) int64 valid frames, the same formula applied to ``wave_lens``.
     """
     if waves.dim() == 1:
@@ -226,19 +241,28 @@ def fbank(
     if total == 0:
         return waves.new_zeros(batch, 0, mel_matrix.shape[1], dtype=torch.float32), feat_lens
 
-    x = waves.to(torch.float32) * scale
-    if dither > 0.0:
-        x += dither * torch.randn(x.shape, generator=generator, device=device, dtype=torch.float32)
-    frames = _windowed_frames(x, total, frame_length, frame_shift, n_fft, preemphasis, remove_dc_offset,
-                              window_tensor.to(device=device, dtype=torch.float32))
-    spectrum = torch.view_as_real(torch.fft.rfft(frames, dim=-1))  # (B, T, n_fft/2+1, 2)
-    power = spectrum.square_().flatten(-2)  # (B, T, 2*(n_fft/2+1)): re^2, im^2 interleaved
-    mel2 = mel_matrix.to(device=device, dtype=torch.float32).repeat_interleave(2, dim=0)  # sums re^2 + im^2
-    feats = torch.matmul(power, mel2).clamp_min_(_LOG_FLOOR).log_()
+    with _autocast_off(device):
+        x = waves.to(torch.float32) * scale
+        if dither > 0.0:
+            x += dither * torch.randn(x.shape, generator=generator, device=device, dtype=torch.float32)
+        frames = _windowed_frames(x, total, frame_length, frame_shift, n_fft, preemphasis, remove_dc_offset,
+                                  window_tensor.to(device=device, dtype=torch.float32))
+        spectrum = torch.view_as_real(torch.fft.rfft(frames, dim=-1))  # (B, T, n_fft/2+1, 2)
+        power = spectrum.square_().flatten(-2)  # (B, T, 2*(n_fft/2+1)): re^2, im^2 interleaved
+        mel2 = mel_matrix.to(device=device, dtype=torch.float32).repeat_interleave(2, dim=0)  # sums re^2 + im^2
+        feats = torch.matmul(power, mel2).clamp_min_(_LOG_FLOOR).log_()
     if bool((feat_lens < total).any()):
         pad = torch.arange(total, device=device)[None, :] >= feat_lens[:, None]
         feats.masked_fill_(pad[..., None], 0.0)
     return feats, feat_lens
+
+
+def _autocast_off(device: torch.device) -> contextlib.AbstractContextManager:
+    """Disable autocast on ``device``; a no-op where autocast does not exist (e.g. the meta device)."""
+    try:
+        return torch.autocast(device.type, enabled=False)
+    except RuntimeError:
+        return contextlib.nullcontext()
 
 
 def _windowed_frames(

@@ -21,6 +21,10 @@ import torch
 
 from speechseq.errors import AudioError
 
+# How far a segment may end past the end of its file and still be read (cut at the end): Kaldi segments often
+# overshoot by a frame or two (10-25 ms); 50 ms allows that and still refuses a segment of the wrong file.
+SEGMENT_END_TOLERANCE_S = 0.05
+
 
 def audio_info(path: str | Path) -> tuple[int, int]:
     """Read the header only.
@@ -55,7 +59,8 @@ def load_audio(
         path: audio file (wav, flac, ogg, mp3 with libsndfile >= 1.1, ...).
         sample_rate: target rate, Hz; None keeps the file's rate. A different rate is resampled with soxr "HQ".
         offset_s: segment start, seconds from the beginning of the file.
-        duration_s: segment length, seconds; None reads to the end of the file.
+        duration_s: segment length, seconds; None reads to the end of the file. A segment ending at most
+            ``SEGMENT_END_TOLERANCE_S`` (50 ms) past the end of the file is cut at the end; further is an error.
 
     Returns:
         wave: (N,) float32 mono samples at the returned rate.
@@ -63,7 +68,8 @@ def load_audio(
 
     Raises:
         AudioError: the file is missing, unreadable or not audio, the segment is empty (e.g. ``offset_s`` past the
-            end), or the samples contain NaN/Inf. The message starts with the path.
+            end) or ends over 50 ms past the end of the file, or the samples contain NaN/Inf. The message starts with
+            the path.
     """
     _check_exists(path)
     if offset_s < 0 or (duration_s is not None and duration_s < 0):
@@ -76,6 +82,10 @@ def load_audio(
         wave, file_rate = _read_librosa(path, offset_s, duration_s, e)
     if wave.size == 0:
         raise AudioError(f"{path}: no samples in the requested segment (offset_s={offset_s}, duration_s={duration_s})")
+    if duration_s is not None and duration_s - wave.size / file_rate > SEGMENT_END_TOLERANCE_S:
+        file_s = round(offset_s * file_rate) / file_rate + wave.size / file_rate
+        raise AudioError(f"{path}: segment offset_s={offset_s} + duration_s={duration_s} ends at "
+                         f"{offset_s + duration_s:.3f} s, past the end of the file ({file_s:.3f} s)")
     if not np.isfinite(wave).all():
         raise AudioError(f"{path}: contains NaN or Inf samples")
     if sample_rate is not None and sample_rate != file_rate:

@@ -2,8 +2,8 @@
 
 A Kaldi data directory is a folder of sorted ``key value`` text files:
 
-* ``wav.scp``  ``<recording-id> <audio path>`` (required). Piped commands (``sox x.wav -t wav - |``) are refused:
-  speechseq reads audio with soundfile only.
+* ``wav.scp``  ``<recording-id> <audio path>`` (required). Piped commands (``sox x.wav -t wav - |``), standard input
+  (``-``) and ark offsets (``data.ark:1234``) are refused: speechseq reads audio files with soundfile only.
 * ``text``     ``<utterance-id> <transcript>`` (required; the transcript may be empty).
 * ``segments`` ``<utterance-id> <recording-id> <start_s> <end_s>`` (optional; ``end_s`` = -1 means "to the end of the
   recording"). Without it every recording is one utterance with the recording's id.
@@ -24,13 +24,14 @@ Conventions (documented choices):
 * Kaldi's ``validate_data_dir.sh`` also wants utterance ids to start with the speaker id, so that utt2spk sorted by
   utterance is also sorted by speaker; that is a naming matter of the corpus and is not enforced here.
 
-Malformed lines raise :class:`ManifestError` naming ``file:line``.
+Malformed lines, and lines that are not UTF-8, raise :class:`ManifestError` naming ``file:line``.
 """
 
 from __future__ import annotations
 
 import math
 import os
+import re
 from collections import defaultdict
 from pathlib import Path
 from typing import Sequence
@@ -40,6 +41,8 @@ from speechseq.errors import AudioError, ManifestError
 
 # A duration that differs from the file's length by more than this is a sub-segment (needs a segments file).
 _SUBSEGMENT_TOLERANCE_S = 0.01
+# A Kaldi extended filename that reads from an offset into an archive: ``foo.ark:1234`` (optionally ``[range]``).
+_ARK_OFFSET = re.compile(r":\d+(\[[^\]]*\])?$")
 
 
 def _read_table(path: Path, min_fields: int, max_fields: int | None) -> dict[str, tuple[list[str], str]]:
@@ -49,12 +52,15 @@ def _read_table(path: Path, min_fields: int, max_fields: int | None) -> dict[str
     empty when ``min_fields`` is 0).
     """
     table: dict[str, tuple[list[str], str]] = {}
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            line = line.rstrip("\r\n")
+    with open(path, "rb") as f:
+        for lineno, raw in enumerate(f, 1):
+            where = f"{path}:{lineno}"
+            try:
+                line = raw.decode("utf-8").rstrip("\r\n")
+            except UnicodeDecodeError as e:
+                raise ManifestError(f"{where}: not UTF-8 text (byte {e.start}: {e.reason})") from None
             if not line.strip():
                 continue
-            where = f"{path}:{lineno}"
             if max_fields is None:
                 parts = line.strip().split(maxsplit=1)
                 key, values = parts[0], [parts[1].strip()] if len(parts) > 1 else []
@@ -89,6 +95,13 @@ def _read_wav_scp(path: Path, audio_root: Path) -> dict[str, str]:
             raise ManifestError(
                 f"{where}: piped command {audio!r} is unsupported (speechseq reads audio files directly; "
                 "convert the audio to files, e.g. with sox, and list their paths)"
+            )
+        if audio == "-":
+            raise ManifestError(f"{where}: audio from standard input ('-') is unsupported; list an audio file path")
+        if _ARK_OFFSET.search(audio):
+            raise ManifestError(
+                f"{where}: ark offset {audio!r} is unsupported (speechseq reads whole audio files; extract the "
+                "recordings to wav files, e.g. with wav-copy, and list their paths)"
             )
         recordings[rec_id] = os.path.normpath(audio_root / audio)
     return recordings

@@ -7,7 +7,8 @@ optionally ``offset`` and ``duration`` (seconds), ``speaker``, ``language``; oth
     utts = read_manifest("data/train.jsonl")
     write_manifest("data/train_sp.jsonl", utts)
 
-A malformed line raises :class:`ManifestError` naming file and line (``train.jsonl:17: missing field 'text'``).
+A malformed line raises :class:`ManifestError` naming file and line (``train.jsonl:17: missing field 'text'``), as do
+a line that is not UTF-8 and a truncated or non-gzip ``.gz`` file (the line where reading stopped).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import gzip
 import json
 import math
 import os
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -76,6 +78,18 @@ def _open(path: Path, mode: str):
     return open(path, mode, encoding="utf-8")
 
 
+def _is_finite(value: int | float) -> bool:
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int too large for a float
+        return False
+
+
+def _short(value: object, limit: int = 40) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+
+
 def parse_line(row: object, where: str, base_dir: Path) -> Utterance:
     """Validate one decoded JSON line into an Utterance; ``where`` ("file:line") prefixes any error."""
     if not isinstance(row, dict):
@@ -95,8 +109,8 @@ def parse_line(row: object, where: str, base_dir: Path) -> Utterance:
     for name, value in (("duration", duration), ("offset", offset)):
         if value is None:
             continue
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-            raise ManifestError(f"{where}: field {name!r} must be a non-negative number, got {value!r}")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not _is_finite(value) or value < 0:
+            raise ManifestError(f"{where}: field {name!r} must be a non-negative number, got {_short(value)}")
     if duration is not None and duration == 0:
         raise ManifestError(f"{where}: field 'duration' is 0 (empty segment)")
     path = Path(audio)
@@ -126,16 +140,33 @@ def _numbered(path: str | Path) -> Iterator[tuple[int, Utterance]]:
     if not path.exists():
         raise ManifestError(f"{path}: manifest not found")
     base_dir = path.resolve().parent
-    with _open(path, "r") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            where = f"{path}:{lineno}"
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ManifestError(f"{where}: not valid JSON ({e.msg})") from None
-            yield lineno, parse_line(row, where, base_dir)
+    for lineno, line in _lines(path):
+        if not line.strip():
+            continue
+        where = f"{path}:{lineno}"
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise ManifestError(f"{where}: not valid JSON ({e.msg})") from None
+        except ValueError as e:  # e.g. an integer over Python's 4300-digit conversion limit
+            raise ManifestError(f"{where}: not valid JSON ({_short(str(e), 80)})") from None
+        yield lineno, parse_line(row, where, base_dir)
+
+
+def _lines(path: Path) -> Iterator[tuple[int, str]]:
+    """(line number, text) of a plain or gzipped file, each line decoded as UTF-8 on its own so that an error can
+    name its line."""
+    lineno = 0
+    try:
+        with (gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")) as f:
+            for lineno, raw in enumerate(f, 1):
+                try:
+                    yield lineno, raw.decode("utf-8")
+                except UnicodeDecodeError as e:
+                    raise ManifestError(f"{path}:{lineno}: not UTF-8 text (byte {e.start}: {e.reason})") from None
+    except (EOFError, gzip.BadGzipFile, zlib.error) as e:
+        raise ManifestError(f"{path}:{lineno + 1}: cannot decompress ({e}); the file is truncated or not "
+                            "gzip") from None
 
 
 def read_manifest(path: str | Path) -> list[Utterance]:

@@ -23,7 +23,7 @@ from speechseq.data.manifest import Utterance
 from speechseq.errors import ConfigError, ManifestError
 
 # state_dict keys that must match for a saved plan to be reproduced exactly.
-_PLAN_KEYS = ("max_duration_s", "num_buckets", "world_size", "max_batch_size", "drop_last")
+_PLAN_KEYS = ("max_duration_s", "num_buckets", "shuffle", "world_size", "max_batch_size", "drop_last")
 
 
 def utterance_durations(utts: Sequence[Utterance]) -> list[float]:
@@ -147,7 +147,8 @@ class DurationBucketSampler:
 
     * ``drop_last=False`` (default): the batch with the most utterances is split in two (halves never exceed the
       limit), as often as needed, so ranks stay disjoint and no utterance is dropped or repeated. Only when fewer
-      utterances than ranks remain to split are the first batches repeated (ranks then overlap in those).
+      utterances than ranks remain to split are batches repeated, cycling through the plan from its start (ranks
+      then overlap in those).
     * ``drop_last=True``: the last ``len(plan) % world_size`` batches are dropped (their utterances are skipped for
       this epoch; a different set every epoch).
 
@@ -265,8 +266,9 @@ class DurationBucketSampler:
             batch = batches[largest]
             half = len(batch) // 2
             batches[largest: largest + 1] = [batch[:half], batch[half:]]
-        if batches and len(batches) % ws:
-            batches = batches + [list(b) for b in batches[: ws - len(batches) % ws]]
+        if batches and len(batches) % ws:  # cyclic: the plan may have fewer batches than are missing
+            missing = ws - len(batches) % ws
+            batches = batches + [list(batches[k % len(batches)]) for k in range(missing)]
         return batches
 
     def _rank_batches(self) -> list[list[int]]:
@@ -294,7 +296,7 @@ class DurationBucketSampler:
 
         Keys: ``epoch``, ``num_batches_yielded`` (this epoch, this rank), ``seed``, ``fingerprint`` and
         ``num_utterances`` (of the durations), and the plan settings ``max_duration_s``, ``num_buckets``,
-        ``world_size``, ``max_batch_size``, ``drop_last``.
+        ``shuffle``, ``world_size``, ``max_batch_size``, ``drop_last``.
         """
         return {
             "epoch": self._epoch,
@@ -307,6 +309,9 @@ class DurationBucketSampler:
 
     def load_state_dict(self, state: dict) -> None:
         """Restore a :meth:`state_dict`; the next iteration resumes right after the last yielded batch.
+
+        A plan setting absent from ``state`` is taken to match this sampler's: states saved before a setting was
+        recorded (``shuffle`` was added last) still load, as the setting cannot be checked.
 
         Raises:
             ConfigError: the state belongs to other durations (fingerprint) or other plan settings, or its position is

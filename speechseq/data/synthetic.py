@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import itertools
 import random
 import re
 import shutil
@@ -122,6 +123,7 @@ class Voice:
 
 
 def _run_quiet(cmd: list[str]) -> str:
+    """stdout of ``cmd``, "" when it cannot run (for probing what is installed; failures mean "nothing")."""
     try:
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
     except (OSError, subprocess.TimeoutExpired):
@@ -170,23 +172,28 @@ def available_voices() -> list[Voice]:
     espeak = _installed("espeak-ng")
     accents = [a for a in _ESPEAK_ACCENTS if a in espeak]
     variants = [v for v in _ESPEAK_VARIANTS if "+" + v in espeak]
-    if accents and variants:
-        seen: set[tuple[str, str]] = set()
-        i = 0
-        while len(seen) < min(_NUM_ESPEAK_VOICES, len(accents) * len(variants)):
-            # walk accents fastest and shift the variant once per accent cycle, so pairs keep changing
-            pair = (accents[i % len(accents)], variants[(i + i // len(accents)) % len(variants)])
-            i += 1
-            if pair in seen:
-                continue
-            k = len(seen)
-            seen.add(pair)
-            speed = _ESPEAK_SPEEDS_WPM[k % len(_ESPEAK_SPEEDS_WPM)]
-            pitch = _ESPEAK_PITCHES[(k + k // len(_ESPEAK_SPEEDS_WPM)) % len(_ESPEAK_PITCHES)]
-            voices.append(Voice("espeak-ng", f"{pair[0]}+{pair[1]}", speed, pitch))
+    for k, (accent, variant) in enumerate(_espeak_pairs(accents, variants, _NUM_ESPEAK_VOICES)):
+        speed = _ESPEAK_SPEEDS_WPM[k % len(_ESPEAK_SPEEDS_WPM)]
+        pitch = _ESPEAK_PITCHES[(k + k // len(_ESPEAK_SPEEDS_WPM)) % len(_ESPEAK_PITCHES)]
+        voices.append(Voice("espeak-ng", f"{accent}+{variant}", speed, pitch))
     voices += [Voice("flite", v) for v in _FLITE_VOICES if v in _installed("flite")]
     voices += [Voice("festival", v) for v in _FESTIVAL_VOICES if v in _installed("festival")]
     return voices
+
+
+def _espeak_pairs(accents: list[str], variants: list[str], count: int) -> list[tuple[str, str]]:
+    """The first ``count`` distinct (accent, variant) pairs, spread so that consecutive pairs keep changing.
+
+    Walk i walks accents fastest and shifts the variant once per accent cycle: ``(i % A, (i + i // A) % V)``. It
+    repeats after A * V steps and reaches only ``A * V / gcd(A + 1, V)`` pairs, so the pairs it misses follow from
+    walk j, ``(j % A, (j // A + j % A) % V)``, which reaches all A * V. Walk i alone gave the 30 voices of a full
+    install (8 accents x 24 variants), and keeping it first keeps those voices, and so the corpora built from them.
+    """
+    num_a, num_v = len(accents), len(variants)
+    walk_i = ((i % num_a, (i + i // num_a) % num_v) for i in range(num_a * num_v))
+    walk_j = ((j % num_a, (j // num_a + j % num_a) % num_v) for j in range(num_a * num_v))
+    distinct = dict.fromkeys(itertools.chain(walk_i, walk_j))  # insertion-ordered set
+    return [(accents[a], variants[v]) for a, v in itertools.islice(distinct, count)]
 
 
 def split_voices(voices: list[Voice], num_dev: int, num_test: int,
@@ -703,7 +710,11 @@ def _synthesize_plan(plan: list[PlanItem], sample_rate: int, num_jobs: int) -> d
     utterance's duration in seconds (read from the file for wavs already there)."""
     durations: dict[str, float] = {}
     todo: dict[Voice, list[tuple[str, str, Path]]] = {}
+    maker: dict[Path, str] = {}  # wav path -> the utterance that makes it (a repeated word shares one wav)
     for uid, text, voice, path in plan:
+        if path in maker:
+            continue
+        maker[path] = uid
         if path.exists():
             num_samples, sr = audio_info(path)
             durations[uid] = num_samples / sr
@@ -728,7 +739,7 @@ def _synthesize_plan(plan: list[PlanItem], sample_rate: int, num_jobs: int) -> d
             done = future.result()
             durations.update(done)
             bar.update(len(done))
-    return durations
+    return {uid: durations[maker[path]] for uid, _, _, path in plan}
 
 
 def _plan_split(split: str, sentences: list[str], voices: list[Voice], wav_dir: Path,
@@ -761,7 +772,15 @@ def make_corpus(out_dir: str | Path, cfg: SynthCorpusConfig, text_file: str | No
 
     Returns:
         ``{"train": out_dir/train.jsonl, "dev": ..., "test": ...}``.
+
+    Raises:
+        ConfigError: dev/test utterances without dev/test voices, unknown voice ids, too few voices or sentences.
     """
+    for split, count, num_voices in (("dev", cfg.num_dev, cfg.num_dev_voices),
+                                     ("test", cfg.num_test, cfg.num_test_voices)):
+        if count > 0 and num_voices < 1:
+            raise ConfigError(f"make_corpus: num_{split}={count} {split} utterances need a {split} voice, got "
+                              f"num_{split}_voices={num_voices} (set num_{split}=0 for no {split} split)")
     out_dir = Path(out_dir).resolve()
     voices = _select_voices(cfg)
     train_v, dev_v, test_v = split_voices(voices, cfg.num_dev_voices, cfg.num_test_voices, seed)
@@ -792,12 +811,18 @@ def make_corpus(out_dir: str | Path, cfg: SynthCorpusConfig, text_file: str | No
 # Alignment reference set
 
 
+def _text_key(text: str) -> str:
+    """File-name key of a text (its sha1 prefix), so a cached wav is only ever reused for the same text."""
+    return hashlib.sha1(text.encode("utf-8")).hexdigest()[:10]
+
+
 def make_alignment_set(out_dir: str | Path, sentences: list[str], voice: Voice, gap_s: tuple[float, float] = (0.05, 0.3),
                        seed: int = 0, sample_rate: int = 16000) -> Path:
     """Utterances with known word boundaries, for measuring forced-alignment/timestamp error.
 
-    Each word is synthesized alone, trimmed to its active region (no margin), and the words are concatenated with
-    random silent gaps drawn from ``gap_s`` (plus the same before the first and after the last word). The manifest
+    Each word is synthesized alone (kept as ``words/<voice id>/<sha1(word)[:10]>.wav``, reused by later runs),
+    trimmed to its active region (no margin), and the words are concatenated with random silent gaps drawn from
+    ``gap_s`` (plus the same before the first and after the last word). The manifest
     ``out_dir/align.jsonl`` carries ``words: [[word, start_s, end_s], ...]`` per utterance.
 
     Args:
@@ -811,8 +836,7 @@ def make_alignment_set(out_dir: str | Path, sentences: list[str], voice: Voice, 
     out = Path(out_dir)
     rng = random.Random(seed)
     vocab = sorted({w for s in sentences for w in s.split()})
-    word_dir = out / "words"
-    paths = [word_dir / f"{i:04d}.wav" for i in range(len(vocab))]
+    paths = [out / "words" / voice.id / f"{_text_key(w)}.wav" for w in vocab]
     missing = [(w, p) for w, p in zip(vocab, paths) if not p.exists()]
     if missing:
         synthesize_many([w for w, _ in missing], voice, [p for _, p in missing], sample_rate)
@@ -838,6 +862,21 @@ def make_alignment_set(out_dir: str | Path, sentences: list[str], voice: Voice, 
     return manifest
 
 
+def _run_festival(script: Path, timeout_s: float, what: str) -> str:
+    """stdout of ``festival -b script``; SynthesisError (with festival's stderr) on a timeout or a failed run."""
+    argv = ["festival", "-b", str(script)]
+    try:
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout_s)
+    except subprocess.TimeoutExpired as e:
+        stderr = e.stderr.decode(errors="replace") if isinstance(e.stderr, bytes) else e.stderr or ""
+        raise SynthesisError(f"{what}: timed out after {timeout_s:g} s: {stderr.strip()[-300:]}") from None
+    except OSError as e:
+        raise SynthesisError(f"{what}: cannot run festival ({e})") from None
+    if proc.returncode != 0:
+        raise SynthesisError(f"{what}: exit {proc.returncode}: {proc.stderr.strip()[-300:]}")
+    return proc.stdout
+
+
 def make_connected_alignment_set(out_dir: str | Path, sentences: list[str], voice: Voice,
                                  sample_rate: int = 16000) -> Path:
     """Connected speech with the word boundaries festival itself reports, for measuring timestamp error.
@@ -855,7 +894,8 @@ def make_connected_alignment_set(out_dir: str | Path, sentences: list[str], voic
         sample_rate: Hz.
 
     Raises:
-        SynthesisError: not a festival voice, festival missing, or no sentence usable.
+        SynthesisError: not a festival voice, festival missing, failing or taking over 30 s + 10 s per sentence (the
+            message carries festival's stderr), or no sentence usable.
     """
     if voice.engine != "festival":
         raise SynthesisError(f"make_connected_alignment_set needs a festival voice, got {voice.id}")
@@ -874,7 +914,7 @@ def make_connected_alignment_set(out_dir: str | Path, sentences: list[str], voic
                   '(item.feat w "word_end"))) (utt.relation.items u \'Word))']
     script = raw_dir / "align.scm"
     script.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    printed = _run_quiet(["festival", "-b", str(script)])
+    printed = _run_festival(script, timeout_s=30 + 10 * len(sentences), what=f"festival {voice.name}")
     words: dict[int, list[list]] = {}
     current = -1
     for line in printed.splitlines():
@@ -916,9 +956,10 @@ def make_word_set(out_dir: str | Path, words: list[str], voices: list[Voice] | N
 
     With the default voices (every installed voice plus the flite/festival prosody variants of
     :func:`train_variants`, 52 with everything installed) and the ten digits that is 520 utterances. The audio is
-    written at ``sample_rate`` (8 kHz by default, FSDD's band), silence trimmed to 100 ms as in :func:`make_corpus`;
-    existing wavs are kept, so a re-run only reads durations. Only use it where no voice here is a test speaker
-    (FSDD's test speakers are real people).
+    written at ``sample_rate`` (8 kHz by default, FSDD's band), silence trimmed to 100 ms as in :func:`make_corpus`,
+    to ``wav/<voice id>/<sha1(word)[:10]>.wav``; existing wavs are kept, so a re-run only reads durations (and a
+    re-run with other words or voices never reuses a wav made for another word). Only use it where no voice here is
+    a test speaker (FSDD's test speakers are real people).
 
     Args:
         out_dir: output folder (``wav/`` and ``<name>.jsonl``).
@@ -941,7 +982,7 @@ def make_word_set(out_dir: str | Path, words: list[str], voices: list[Voice] | N
         voices = voices + random_prosody_variants(voices, variants, seed)
     if not voices or not words:
         raise SynthesisError(f"make_word_set: no voices ({len(voices)}) or no words ({len(words)}) to synthesize")
-    plan = [(f"{v.id}-{name}-{i:03d}-{w.replace(' ', '_')}", w, v, out / "wav" / v.id / f"{i:03d}.wav")
+    plan = [(f"{v.id}-{name}-{i:03d}-{w.replace(' ', '_')}", w, v, out / "wav" / v.id / f"{_text_key(w)}.wav")
             for v in voices for i, w in enumerate(words)]
     durations = _synthesize_plan(plan, sample_rate, num_jobs)
     utts = [Utterance(id=uid, audio=str(path), text=text, duration=round(durations[uid], 4), speaker=voice.id,

@@ -153,6 +153,28 @@ def test_helpers_and_errors():
         mel_filterbank(512, 80, 16000, 20.0, 9000.0)
 
 
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_fbank_stays_float32_under_autocast(dtype):
+    waves = torch.from_numpy(np.stack([_chirp(8000, 16000, seed=s) for s in range(3)]))
+    reference, _ = fbank(waves)
+    module = Fbank(FbankConfig())
+    with torch.autocast("cpu", dtype=dtype):  # a bf16/fp16 mel matmul loses precision (fp16: inf, then NaN)
+        feats, _ = fbank(waves)
+        module_feats, _ = module(waves)
+    for out in (feats, module_feats):
+        assert out.dtype == torch.float32
+        torch.testing.assert_close(out, reference, atol=1e-5, rtol=0)
+
+
+def test_mel_bin_without_fft_bins_is_a_config_error():
+    # 16 kHz, 128 bins, 512-point FFT: the lowest triangles are narrower than the 31.25 Hz FFT spacing (Kaldi refuses)
+    with pytest.raises(ConfigError, match=r"mel bin 3 of n_mels=128 .*n_fft=512.*fewer mel bins"):
+        mel_filterbank(512, 128, 16000, 20.0, 0.0)
+    with pytest.raises(ConfigError, match="mel bin 3 of n_mels=128"):
+        Fbank(FbankConfig(n_mels=128))
+    assert torch.all(mel_filterbank(1024, 128, 16000, 20.0, 0.0).sum(0) > 0), "a larger FFT fills every bin"
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_fbank_cuda_matches_cpu():
     waves = torch.from_numpy(np.stack([_chirp(8000, 16000, seed=s) for s in range(3)]))

@@ -52,6 +52,16 @@ def test_segment_read(tmp_path):
     assert tail.shape == (4000,)
 
 
+def test_segment_past_the_end_is_an_error_beyond_the_tolerance(tmp_path):
+    path = tmp_path / "one_second.wav"
+    save_audio(path, _tone(16000, 16000), 16000)
+    near, _ = load_audio(path, offset_s=0.5, duration_s=0.54)  # 40 ms past the end: Kaldi-style slack, cut there
+    assert near.shape == (8000,)
+    with pytest.raises(AudioError, match=r"one_second\.wav: segment offset_s=0\.5 \+ duration_s=0\.6 ends at 1\.100 s, "
+                                         r"past the end of the file \(1\.000 s\)"):
+        load_audio(path, offset_s=0.5, duration_s=0.6)
+
+
 def test_resample_8k_to_16k(tmp_path):
     path = tmp_path / "tone8k.wav"
     save_audio(path, _tone(8000, 8000, freq_hz=300.0), 8000)

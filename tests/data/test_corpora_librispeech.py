@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import http.server
 import re
 import tarfile
+import threading
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import pytest
 import soundfile as sf
 
 from speechseq.bin.prepare import main
+from speechseq.data.corpora.download import download
 from speechseq.data.corpora.librispeech import download_librispeech, prepare_librispeech
 from speechseq.data.manifest import read_manifest
 from speechseq.errors import ConfigError, ManifestError, SpeechseqError
@@ -91,6 +96,47 @@ def test_download_extract_resume_and_md5(tmp_path: Path) -> None:
         download_librispeech(dest, ["dev-other"], base_url=(tmp_path / "gone").as_uri())
     with pytest.raises(ConfigError, match="dev_clean.*choices"):
         download_librispeech(dest, ["dev_clean"])
+
+
+@contextlib.contextmanager
+def _range_server(payload: bytes) -> Iterator[str]:
+    """http://127.0.0.1:<port>/f serving ``payload`` with Range support (206, or 416 + ``bytes */size`` past it)."""
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            start = int(re.fullmatch(r"bytes=(\d+)-", self.headers.get("Range", "bytes=0-")).group(1))
+            if start >= len(payload) and "Range" in self.headers:
+                self.send_response(416)
+                self.send_header("Content-Range", f"bytes */{len(payload)}")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            self.send_response(206 if start else 200)
+            self.send_header("Content-Length", str(len(payload) - start))
+            self.end_headers()
+            self.wfile.write(payload[start:])
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/f"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.parametrize("part_size", [1000, 3000, 3500], ids=["partial", "complete", "too-long"])
+def test_http_download_resumes_and_treats_416_on_a_complete_part_as_done(tmp_path: Path, part_size: int) -> None:
+    # a .part holding the whole file makes the Range request fail with 416: that must not fail every rerun
+    payload = np.random.default_rng(0).bytes(3000)
+    dest = tmp_path / "f.bin"
+    (tmp_path / "f.bin.part").write_bytes((payload + b"x" * 500)[:part_size])
+    with _range_server(payload) as url:
+        assert download(url, dest, md5=hashlib.md5(payload).hexdigest()) == dest
+    assert dest.read_bytes() == payload and not (tmp_path / "f.bin.part").exists()
 
 
 def test_prepare_cli_librispeech(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import re
+import signal
+import subprocess
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import pytest
 import soundfile as sf
 
+from speechseq.data import synthetic
 from speechseq.data.manifest import read_manifest
 from speechseq.data.synthetic import (
     SynthCorpusConfig,
@@ -19,6 +25,7 @@ from speechseq.data.synthetic import (
     generate_sentences,
     grammar_vocabulary,
     load_text_sentences,
+    make_alignment_set,
     make_connected_alignment_set,
     make_corpus,
     make_word_set,
@@ -30,9 +37,57 @@ from speechseq.data.synthetic import (
     train_variants,
     trim_silence,
 )
+from speechseq.audio.io import save_audio
 from speechseq.errors import ConfigError
 
 SENTENCES_TXT = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "text" / "sentences.txt"
+ACCENTS = ("en-us", "en-gb", "en-gb-scotland", "en-gb-x-rp", "en-gb-x-gbclan", "en-gb-x-gbcwmd", "en-029", "en-us-nyc")
+VARIANTS = ("m1", "f1", "m2", "f2", "m3", "f3", "m4", "f4", "m5", "f5", "m6", "m7", "klatt", "klatt2", "klatt3",
+            "steph", "Andy", "linda", "david", "Annie", "max", "edward", "paul", "quincy")
+# available_voices() with all 8 accents and 24 variants: the corpora of egs/synth_en depend on this exact list.
+FULL_INSTALL_ESPEAK = (
+    "en-us-m1-s150-p35 en-gb-f1-s165-p45 en-gb-scotland-m2-s180-p55 en-gb-x-rp-f2-s195-p65 en-gb-x-gbclan-m3-s150-p45 "
+    "en-gb-x-gbcwmd-f3-s165-p55 en-029-m4-s180-p65 en-us-nyc-f4-s195-p35 en-us-f5-s150-p55 en-gb-m6-s165-p65 "
+    "en-gb-scotland-m7-s180-p35 en-gb-x-rp-klatt-s195-p45 en-gb-x-gbclan-klatt2-s150-p65 "
+    "en-gb-x-gbcwmd-klatt3-s165-p35 en-029-steph-s180-p45 en-us-nyc-Andy-s195-p55 en-us-david-s150-p35 "
+    "en-gb-Annie-s165-p45 en-gb-scotland-max-s180-p55 en-gb-x-rp-edward-s195-p65 en-gb-x-gbclan-paul-s150-p45 "
+    "en-gb-x-gbcwmd-quincy-s165-p55 en-029-m1-s180-p65 en-us-nyc-f1-s195-p35 en-us-f2-s150-p55 en-gb-m3-s165-p65 "
+    "en-gb-scotland-f3-s180-p35 en-gb-x-rp-m4-s195-p45 en-gb-x-gbclan-f4-s150-p65 en-gb-x-gbcwmd-m5-s165-p35"
+).split()
+
+
+@contextlib.contextmanager
+def _deadline(seconds: int) -> Iterator[None]:
+    """Fail with TimeoutError instead of hanging (SIGALRM; the code under test is pure Python)."""
+    def expire(signum: int, frame: object) -> None:
+        raise TimeoutError(f"still running after {seconds} s")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def _fake_tts(calls: list[tuple[str, str]]):
+    """A synthesize_many stand-in: a tone whose length (10 ms steps) is set by sha1(voice id, text)."""
+    def synthesize_many(texts: list[str], voice: Voice, paths: list, sample_rate: int = 16000) -> list[float]:
+        durations = []
+        for text, path in zip(texts, paths):
+            calls.append((voice.id, text))
+            duration_s = _fake_duration_s(voice, text)
+            t = np.arange(int(round(duration_s * sample_rate))) / sample_rate
+            save_audio(path, (0.5 * np.sin(2 * np.pi * 440 * t)).astype(np.float32), sample_rate)
+            durations.append(duration_s)
+        return durations
+
+    return synthesize_many
+
+
+def _fake_duration_s(voice: Voice, text: str) -> float:
+    return 0.1 + 0.01 * (hashlib.sha1(f"{voice.id} {text}".encode()).digest()[0] % 50)
 
 
 @pytest.fixture(scope="module")
@@ -57,6 +112,25 @@ def test_available_voices_cover_all_engines(voices: list[Voice]) -> None:
     accents = {v.name.split("+")[0] for v in voices if v.engine == "espeak-ng"}
     assert {"en-us", "en-gb", "en-gb-scotland", "en-029"} <= accents
     assert available_voices() == voices  # deterministic order
+
+
+@pytest.mark.parametrize("num_accents,num_variants", [(8, 24), (7, 24), (1, 4), (2, 3), (4, 5), (3, 1), (8, 2)])
+def test_available_voices_finishes_for_any_espeak_install(monkeypatch: pytest.MonkeyPatch, num_accents: int,
+                                                           num_variants: int) -> None:
+    # the old pair walk reached only A*V/gcd(A+1, V) pairs and looped forever on e.g. 7 x 24 or 2 x 3
+    names = frozenset(ACCENTS[:num_accents]) | {"+" + v for v in VARIANTS[:num_variants]}
+    monkeypatch.setattr(synthetic, "_installed", lambda engine: names if engine == "espeak-ng" else frozenset())
+    with _deadline(10):
+        voices = available_voices()
+    assert len(voices) == min(30, num_accents * num_variants)
+    pairs = [v.name for v in voices]
+    assert len(set(pairs)) == len(pairs) and all(v.engine == "espeak-ng" for v in voices)
+    accents = [p.split("+")[0] for p in pairs]
+    assert len(set(accents)) == num_accents
+    if num_accents > 1:
+        assert all(a != b for a, b in zip(accents, accents[1:])), "consecutive voices change accent"
+    if (num_accents, num_variants) == (8, 24):
+        assert [v.id.removeprefix("espeak-") for v in voices] == FULL_INSTALL_ESPEAK
 
 
 @pytest.mark.parametrize("num_dev,num_test", [(3, 4), (2, 3), (1, 1), (5, 6)])
@@ -195,6 +269,15 @@ def test_make_corpus_rejects_unknown_voice(tmp_path: Path) -> None:
         make_corpus(tmp_path, SynthCorpusConfig(voices=("not-a-voice",)))
 
 
+@pytest.mark.parametrize("split", ["dev", "test"])
+def test_make_corpus_rejects_held_out_utterances_without_voices(tmp_path: Path, split: str) -> None:
+    cfg = SynthCorpusConfig(num_train=5, num_dev=2, num_test=2, num_dev_voices=1, num_test_voices=1)
+    cfg = SynthCorpusConfig(**{**cfg.__dict__, f"num_{split}_voices": 0})
+    with pytest.raises(ConfigError, match=f"num_{split}=2 .*num_{split}_voices=0"):
+        make_corpus(tmp_path, cfg)
+    assert not (tmp_path / "wav").exists()
+
+
 @pytest.mark.slow
 def test_prepare_cli_synth_tiny(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from speechseq.bin.prepare import main
@@ -220,6 +303,28 @@ def test_connected_alignment_set_has_festival_word_times(tmp_path: Path, voices:
         assert sr == 16000 and abs(len(wave) / sr - u.duration) < 1e-3
     with pytest.raises(SynthesisError, match="needs a festival voice"):
         make_connected_alignment_set(tmp_path, texts, next(v for v in voices if v.engine == "flite"))
+
+
+def test_connected_alignment_set_reports_festival_failure(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # a voice festival lacks: it exits non-zero, and its stderr (not "no sentence gave word times") is the error
+    monkeypatch.setattr(synthetic, "_installed", lambda engine: frozenset({"no_such_voice"}))
+    with pytest.raises(SynthesisError, match="exit 255.*unbound variable"):
+        make_connected_alignment_set(tmp_path, ["nine six three"], Voice("festival", "no_such_voice"))
+
+
+def test_connected_alignment_set_timeout_grows_with_sentences(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                              voices: list[Voice]) -> None:
+    timeouts = []
+
+    def hang(argv: list[str], **kwargs: object) -> None:
+        timeouts.append(kwargs["timeout"])
+        raise subprocess.TimeoutExpired(argv, kwargs["timeout"], stderr="still synthesizing")
+
+    voice = next(v for v in voices if v.engine == "festival")
+    monkeypatch.setattr(subprocess, "run", hang)
+    with pytest.raises(SynthesisError, match="timed out after 80 s.*still synthesizing"):
+        make_connected_alignment_set(tmp_path, ["one two"] * 5, voice)
+    assert timeouts == [80]
 
 
 def test_train_variants_expand_only_flite_and_festival(voices: list[Voice]) -> None:
@@ -260,6 +365,36 @@ def test_make_word_set_every_voice_says_every_word(tmp_path: Path, voices: list[
     mtimes = [Path(u.audio).stat().st_mtime_ns for u in utts]
     assert read_manifest(make_word_set(tmp_path, ["seven", "two"], chosen, name="digits")) == utts
     assert [Path(u.audio).stat().st_mtime_ns for u in utts] == mtimes
+
+
+def test_make_word_set_rerun_with_other_words_never_reuses_their_audio(tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[tuple[str, str]] = []
+    monkeypatch.setattr(synthetic, "synthesize_many", _fake_tts(calls))
+    voice = Voice("espeak-ng", "en-us+m3", 165, 45)
+    first = read_manifest(make_word_set(tmp_path, ["seven", "two"], [voice], sample_rate=8000, name="digits"))
+    second = read_manifest(make_word_set(tmp_path, ["two", "nine"], [voice], sample_rate=8000, name="digits"))
+    for u in first + second:  # each wav holds the word of its line (a positional name gave "two" seven's audio)
+        assert u.duration == pytest.approx(_fake_duration_s(voice, u.text))
+        assert voice.id in Path(u.audio).parts
+    assert calls == [(voice.id, "seven"), (voice.id, "two"), (voice.id, "nine")], "'two' is reused, not redone"
+    repeated = read_manifest(make_word_set(tmp_path / "rep", ["one", "one"], [voice], name="digits", num_jobs=2))
+    assert len(repeated) == 2 and repeated[0].audio == repeated[1].audio and calls[-1] == (voice.id, "one")
+    assert len(calls) == 4, "a repeated word is synthesized once"
+
+
+def test_make_alignment_set_rerun_with_other_sentences_or_voice(tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[tuple[str, str]] = []
+    monkeypatch.setattr(synthetic, "synthesize_many", _fake_tts(calls))
+    voice_a, voice_b = Voice("flite", "slt"), Voice("flite", "awb")
+    runs = [(["one two"], voice_a), (["three four two"], voice_a), (["three four two"], voice_b)]
+    for sentences, voice in runs:
+        (utt,) = read_manifest(make_alignment_set(tmp_path, sentences, voice, gap_s=(0.05, 0.05)))
+        for word, start_s, end_s in utt.extra["words"]:
+            assert end_s - start_s == pytest.approx(_fake_duration_s(voice, word), abs=1e-3), (voice.id, word)
+    assert calls == [(voice_a.id, w) for w in ("one", "two", "four", "three")] + \
+        [(voice_b.id, w) for w in ("four", "three", "two")]
 
 
 def test_random_prosody_variants_are_new_distinct_and_reproducible() -> None:

@@ -104,6 +104,9 @@ def _kaldi_dir(tmp_path: Path, **files: str) -> Path:
     ("files", "where", "fragment"),
     [
         ({"wav.scp": "a /x/a.wav\nb sox /x/b.wav -t wav - |\n"}, "wav.scp:2", "unsupported"),
+        ({"wav.scp": "a /x/a.wav\nb -\n"}, "wav.scp:2", "standard input"),
+        ({"wav.scp": "a /x/a.wav\nb /x/feats.ark:1234\n"}, "wav.scp:2", "ark offset"),
+        ({"wav.scp": "a /x/a.ark:17[0:100]\n"}, "wav.scp:1", "ark offset"),
         ({"wav.scp": "a /x/a.wav\nb\n"}, "wav.scp:2", "expected"),
         ({"wav.scp": "a /x/a.wav\na /x/b.wav\n"}, "wav.scp:2", "duplicate id 'a'"),
         ({"text": "a hi\nc who\nb there\n"}, "text:2", "'c'"),
@@ -120,6 +123,14 @@ def test_malformed_dir_names_file_and_line(tmp_path: Path, files: dict, where: s
     with pytest.raises(ManifestError, match=fragment) as err:
         read_kaldi_dir(kaldi)
     assert f"{kaldi / where}:" in str(err.value)
+
+
+def test_non_utf8_file_names_file_and_line(tmp_path: Path) -> None:
+    kaldi = _kaldi_dir(tmp_path)
+    (kaldi / "text").write_bytes(b"a hi\nb caf\xe9\n")
+    with pytest.raises(ManifestError, match="not UTF-8") as err:
+        read_kaldi_dir(kaldi)
+    assert f"{kaldi / 'text'}:2:" in str(err.value)
 
 
 def test_utterance_missing_from_text_is_named(tmp_path: Path) -> None:

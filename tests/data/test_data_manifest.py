@@ -89,6 +89,43 @@ def test_malformed_line_names_file_and_line(tmp_path: Path, lines: list[str], ba
     assert f"{path}:{bad_line}:" in str(err.value)
 
 
+def _truncated_gz(path: Path) -> None:
+    with gzip.open(path, "wt") as f:
+        f.write("".join(f'{{"id": "u{i}", "audio": "x.wav", "text": "t"}}\n' for i in range(200)))
+    path.write_bytes(path.read_bytes()[:-30])  # cut inside the compressed stream
+
+
+@pytest.mark.parametrize(
+    ("name", "write", "where", "fragment"),
+    [
+        ("plain.jsonl.gz", lambda p: p.write_text('{"id": "a", "audio": "x.wav", "text": "t"}\n'), ":1:",
+         "truncated or not gzip"),
+        ("latin1.jsonl", lambda p: p.write_bytes(b'{"id": "a", "audio": "x.wav", "text": "t"}\n'
+                                                 b'{"id": "b", "audio": "x.wav", "text": "caf\xe9"}\n'), ":2:",
+         "not UTF-8"),
+        ("huge.jsonl", lambda p: p.write_text('{"id": "a", "audio": "x.wav", "text": "t", "offset": 1' + "0" * 400
+                                              + "}\n"), ":1:", "'offset' must be a non-negative number"),
+        ("digits.jsonl", lambda p: p.write_text('{"id": "a", "audio": "x.wav", "text": "t", "duration": 1' + "0" * 5000
+                                                + "}\n"), ":1:", "not valid JSON"),
+    ],
+)
+def test_unreadable_file_names_file_and_line(tmp_path: Path, name: str, write, where: str, fragment: str) -> None:
+    path = tmp_path / name
+    write(path)
+    with pytest.raises(ManifestError, match=fragment) as err:
+        read_manifest(path)
+    assert f"{path}{where}" in str(err.value) and len(str(err.value)) < 400
+
+
+def test_truncated_gzip_names_the_line_where_reading_stopped(tmp_path: Path) -> None:
+    path = tmp_path / "cut.jsonl.gz"
+    _truncated_gz(path)
+    read = []
+    with pytest.raises(ManifestError, match="truncated or not gzip") as err:
+        read.extend(iter_manifest(path))
+    assert 0 < len(read) < 200 and f"{path}:{len(read) + 1}:" in str(err.value)
+
+
 def test_duplicate_id_names_file_and_id(tmp_path: Path) -> None:
     path = tmp_path / "dup.jsonl"
     row = '{"id": "same", "audio": "x.wav", "text": "t"}\n'

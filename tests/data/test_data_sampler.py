@@ -67,6 +67,15 @@ def test_more_ranks_than_utterances_repeats_batches() -> None:
     assert sorted(i for s in shards[:2] for b in s for i in b) == [0, 1]
 
 
+@pytest.mark.parametrize("num_utts,world_size", [(1, 4), (1, 2), (2, 5), (3, 8)])
+def test_fewer_batches_than_ranks_still_gives_every_rank_the_same_count(num_utts: int, world_size: int) -> None:
+    # one utterance, four ranks: padding must cycle through the plan, or ranks 2/3 get nothing (DDP deadlock)
+    durations = [1.0] * num_utts
+    shards = [list(DurationBucketSampler(durations, 10.0, rank=r, world_size=world_size)) for r in range(world_size)]
+    assert [len(s) for s in shards] == [1] * world_size
+    assert sorted({i for s in shards for b in s for i in b}) == list(range(num_utts))
+
+
 def test_padded_size_limit_and_max_batch_size() -> None:
     durations = _lognormal(300) + [45.0]  # one utterance longer than the limit
     sampler = DurationBucketSampler(durations, max_duration_s=40.0, max_batch_size=6)
@@ -134,6 +143,17 @@ def test_state_of_another_dataset_or_plan_is_refused() -> None:
         DurationBucketSampler(_lognormal(60), 31.0).load_state_dict(state)
     with pytest.raises(ConfigError, match="num_batches_yielded"):
         DurationBucketSampler(_lognormal(60), 30.0).load_state_dict({**state, "num_batches_yielded": 10_000})
+    with pytest.raises(ConfigError, match="'shuffle' is True but this sampler has False"):
+        DurationBucketSampler(_lognormal(60), 30.0, shuffle=False).load_state_dict(state)
+
+
+def test_state_without_shuffle_key_still_loads() -> None:
+    # checkpoints written before 'shuffle' was recorded: the setting is taken to match
+    old = {k: v for k, v in DurationBucketSampler(_lognormal(60), 30.0).state_dict().items() if k != "shuffle"}
+    for shuffle in (True, False):
+        sampler = DurationBucketSampler(_lognormal(60), 30.0, shuffle=shuffle)
+        sampler.load_state_dict({**old, "num_batches_yielded": 1})
+        assert sampler.state_dict()["num_batches_yielded"] == 1
 
 
 def test_bad_arguments() -> None:

@@ -11,6 +11,7 @@ Every failure is a :class:`~speechseq.errors.SpeechseqError` naming the URL or t
 from __future__ import annotations
 
 import hashlib
+import re
 import shutil
 import tarfile
 import urllib.error
@@ -30,7 +31,12 @@ def md5sum(path: str | Path) -> str:
 
 
 def _fetch(url: str, path: Path) -> None:
-    """Fetch ``url`` to ``path`` through ``path.part``; an interrupted http(s) download resumes with a Range request."""
+    """Fetch ``url`` to ``path`` through ``path.part``; an interrupted http(s) download resumes with a Range request.
+
+    A server answers 416 (range not satisfiable) when the ``.part`` already holds the whole file: it is complete if
+    its size equals the total in the reply's ``Content-Range: bytes */<total>``; otherwise (another size, or no total
+    given) the ``.part`` is not a prefix we can trust and the file is fetched again from the start.
+    """
     part = path.with_name(path.name + ".part")
     request = urllib.request.Request(url)
     have = part.stat().st_size if part.exists() else 0
@@ -41,6 +47,13 @@ def _fetch(url: str, path: Path) -> None:
             resumed = have > 0 and getattr(response, "status", 200) == 206
             with open(part, "ab" if resumed else "wb") as f:
                 shutil.copyfileobj(response, f, 1 << 20)
+    except urllib.error.HTTPError as e:
+        if e.code != 416 or not have:
+            raise SpeechseqError(f"{url}: download failed ({e}); run again to resume") from None
+        total = re.fullmatch(r"bytes \*/(\d+)", (e.headers.get("Content-Range") or "").strip())
+        if total is None or int(total.group(1)) != have:
+            part.unlink()
+            return _fetch(url, path)
     except (OSError, urllib.error.URLError) as e:
         raise SpeechseqError(f"{url}: download failed ({e}); run again to resume") from None
     part.replace(path)
