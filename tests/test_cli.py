@@ -18,6 +18,7 @@ import torch
 
 from speechseq.config import load_config
 from speechseq.data.manifest import read_manifest
+from speechseq.errors import SpeechseqError
 from speechseq.train import checkpoint as ckpt
 from speechseq.train.asr import AsrExperimentConfig, train_asr
 
@@ -124,6 +125,20 @@ def test_pooled_rows_sum_errors_over_words_and_keep_the_mwer_model_apart():
         ["pooled over 1", "MWER model, greedy", "10", "100.00", "-", "9", "1", "0", "0.0300"],
         ["pooled over 1", "beam (beam 10) + LM (weight 0.6, bonus 1.5)", "10", "20.00", "-", "1", "1", "0", "0.0300"]]
 
+
+
+def test_pooled_rows_refuse_one_manifest_decoded_twice_with_a_method():
+    from speechseq.bin.score import pooled_rows
+
+    def summary(model_dir, manifest):
+        return {"model_dir": model_dir, "manifest": manifest, "method": "greedy", "beam_size": 1, "utterances": 10,
+                "audio_s": 1.0, "rtf": 0.01, "substitutions": 1, "deletions": 0, "insertions": 0, "ref_words": 10}
+
+    folds = [summary("exp/cv_a", "data/cv_a/test.jsonl"), summary("exp/cv_b", "data/cv_b/test.jsonl")]
+    assert pooled_rows(folds).startswith("| pooled over 2 | greedy | 20 | 10.00 |")
+    with pytest.raises(SpeechseqError, match=r"data/cv_a/test\.jsonl is decoded with greedy by both exp/cv_a and "
+                                             r"exp/other; pooling would count its utterances twice"):
+        pooled_rows([*folds, summary("exp/other", "data/cv_a/test.jsonl")])
 
 def test_score_without_arguments_is_a_usage_error():
     r = speechseq_cli("score")

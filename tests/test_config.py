@@ -1,3 +1,4 @@
+import math
 from dataclasses import dataclass, field
 
 import pytest
@@ -73,3 +74,24 @@ def test_yaml_boolean_words_map_back_to_literal_choices(tmp_path):
     assert cfg.train.amp == "off"
     with pytest.raises(ConfigError, match="train.amp"):
         load_config(None, AsrExperimentConfig, ["train.amp=yes"])
+
+
+def test_float_fields_accept_what_yaml_reads_as_strings(tmp_path):
+    # YAML 1.1 (PyYAML) reads 1e-3, 1e3, inf and nan as strings: a float field must still take them
+    p = tmp_path / "c.yaml"
+    p.write_text("inner:\n  rate: 1e-3\n")
+    assert load_config(p, Outer).inner.rate == 0.001
+    assert load_config(None, Outer, ["inner.rate=1e3"]).inner.rate == 1000.0
+    assert load_config(None, Outer, ["inner.rate=inf"]).inner.rate == float("inf")
+    assert math.isnan(load_config(None, Outer, ["inner.rate=nan"]).inner.rate)
+    with pytest.raises(ConfigError, match=r"inner\.rate: expected float, got str 'fast'"):
+        load_config(None, Outer, ["inner.rate=fast"])
+
+
+def test_duplicate_yaml_key_names_file_line_and_key(tmp_path):
+    p = tmp_path / "c.yaml"
+    p.write_text("inner:\n  rate: 0.1\n  num_layers: 2\n  rate: 0.5\n")
+    with pytest.raises(ConfigError, match=r"c\.yaml:4: duplicate key 'rate'"):
+        load_config(p, Outer)
+    p.write_text("inner:\n  <<: {rate: 0.1, num_layers: 3}\n  rate: 0.5\n")  # overriding a merged key is fine
+    assert load_config(p, Outer).inner == Inner(num_layers=3, rate=0.5)

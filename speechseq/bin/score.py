@@ -27,7 +27,7 @@ def method_label(summary: dict) -> str:
     label = summary["method"] + (f" (beam {summary['beam_size']})" if summary["method"] == "beam" else "")
     if summary.get("lm"):
         label += f" + LM (weight {summary['lm_weight']}, bonus {summary['lm_bonus']})"
-    return label
+    return label + (", int8" if summary.get("int8") else "")
 
 
 def format_table(summaries: list[dict], names: list[str]) -> str:
@@ -43,12 +43,19 @@ def format_table(summaries: list[dict], names: list[str]) -> str:
 def pooled_rows(summaries: list[dict]) -> str:
     """Table rows (the columns of :func:`format_table`) pooling the decodes of each method (with its beam and LM
     settings) over several test sets of one model recipe, e.g. the folds of a cross-validation: WER = all errors / all
-    reference words; CER is not pooled ("-")."""
+    reference words; CER is not pooled ("-"). Summaries are grouped by method only, so two decodes of one manifest
+    with the same method (two models, or a rerun) would count its utterances twice: that raises SpeechseqError."""
     rows = []
     groups: dict[str, list[dict]] = {}
     for s in summaries:  # a Paraformer's MWER fine-tuned model (<exp>/mwer) is a model of its own
         model = "MWER model, " if Path(s.get("model_dir", "")).name == "mwer" else ""
-        groups.setdefault(model + method_label(s), []).append(s)
+        group = groups.setdefault(model + method_label(s), [])
+        twice = [t for t in group if "manifest" in s and t.get("manifest") == s["manifest"]]
+        if twice:
+            raise SpeechseqError(f"--pooled: {s['manifest']} is decoded with {model + method_label(s)} by both "
+                                 f"{twice[0].get('model_dir')} and {s.get('model_dir')}; pooling would count its "
+                                 f"utterances twice (pool one summary per test set, e.g. per fold)")
+        group.append(s)
     for method, group in groups.items():
         if any("ref_words" not in s for s in group):
             continue
@@ -78,12 +85,18 @@ def read_hyps(path: Path) -> list[dict]:
 
 
 def format_comparison(path_a: Path, path_b: Path, resamples: int) -> str:
-    """Paired bootstrap of B's WER against A's, matched by utterance id (both files must hold the same ids)."""
+    """Paired bootstrap of B's WER against A's, matched by utterance id (both files must hold the same ids, each
+    with the same reference text)."""
     a, b = read_hyps(path_a), {x["id"]: x for x in read_hyps(path_b)}
     missing = [x["id"] for x in a if x["id"] not in b]
     if missing or len(b) != len(a):
         raise SpeechseqError(f"{path_a} and {path_b} do not hold the same utterances ({len(a)} vs {len(b)} ids; "
-                        f"e.g. {missing[:3] or sorted(set(b) - {x['id'] for x in a})[:3]})")
+                             f"e.g. {missing[:3] or sorted(set(b) - {x['id'] for x in a})[:3]})")
+    other = [x for x in a if x["ref"] != b[x["id"]]["ref"]]
+    if other:
+        x = other[0]
+        raise SpeechseqError(f"{path_a} and {path_b} hold other references for {len(other)} utterances, e.g. "
+                             f"{x['id']}: {x['ref']!r} vs {b[x['id']]['ref']!r}")
     c = paired_bootstrap([x["ref"] for x in a], [x["hyp"] for x in a], [b[x["id"]]["hyp"] for x in a], resamples)
     return (f"A {100 * c.wer_a:.2f}%  B {100 * c.wer_b:.2f}%  B - A {100 * c.delta:+.2f} points, 95% interval "
             f"[{100 * c.ci_low:+.2f}, {100 * c.ci_high:+.2f}] over {c.utterances} utts ({c.resamples} paired "
@@ -98,7 +111,9 @@ def main(argv: list[str] | None = None) -> int:
                    "bootstrap of its WER against --hyp's")
     p.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples for --compare")
     p.add_argument("--pooled", action="store_true",
-                   help="with --table: add one row per decoding method pooling its errors over all the summaries")
+                   help="with --table: add one row per decoding method pooling its errors over all the summaries "
+                   "(rows are grouped by method only: give one model recipe's summaries, one per test set, such "
+                   "as the folds of a cross-validation; one manifest decoded twice with a method is an error)")
     args = p.parse_args(argv)
     if not args.hyp and not args.table:
         p.error("give --hyp or --table")

@@ -157,8 +157,9 @@ def _backoff_prob(probs: dict[tuple[str, ...], float], backoffs: dict[tuple[str,
 
 
 def write_arpa(lm: NgramLm, path: str | Path) -> Path:
-    """Write ``lm`` in the ARPA text format (written to a temporary file, then renamed)."""
+    """Write ``lm`` in the ARPA text format (written to a temporary file, then renamed); creates the folder."""
     path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     by_order: list[list[tuple[str, ...]]] = [[] for _ in range(lm.order + 1)]
     for g in lm.probs:
         by_order[len(g)].append(g)

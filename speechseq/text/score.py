@@ -9,6 +9,8 @@ import numpy as np
 
 from speechseq.text.normalize import normalize_en
 
+_BOOTSTRAP_CHUNK = 1 << 22  # utterance indices drawn at once by paired_bootstrap
+
 
 @dataclass
 class ErrorRates:
@@ -24,7 +26,8 @@ class ErrorRates:
 
 
 def error_rates(refs: list[str], hyps: list[str], normalize: bool = True) -> ErrorRates:
-    """Corpus-level WER/CER of ``hyps`` against ``refs`` (same length lists)."""
+    """Corpus-level WER/CER of ``hyps`` against ``refs`` (same length lists). An utterance whose reference is empty
+    (after normalisation) adds its hypothesis words as insertions (and its characters to the CER's errors)."""
     if len(refs) != len(hyps):
         raise ValueError(f"{len(refs)} references but {len(hyps)} hypotheses")
     if normalize:
@@ -32,11 +35,16 @@ def error_rates(refs: list[str], hyps: list[str], normalize: bool = True) -> Err
     pairs = [(r, h) for r, h in zip(refs, hyps) if r.strip()]
     if not pairs:
         raise ValueError("no non-empty reference to score against")
+    extra = [h for r, h in zip(refs, hyps) if not r.strip()]  # jiwer 3 refuses empty references: counted here
     r, h = [p[0] for p in pairs], [p[1] for p in pairs]
     words = jiwer.process_words(r, h)
-    chars = jiwer.cer(r, h)
+    chars = jiwer.process_characters(r, h)
+    insertions = words.insertions + sum(len(x.split()) for x in extra)
     n_ref = sum(len(x.split()) for x in r)
-    return ErrorRates(words.wer, float(chars), words.substitutions, words.deletions, words.insertions, n_ref, len(r))
+    char_errors = chars.substitutions + chars.deletions + chars.insertions + sum(len(x.strip()) for x in extra)
+    cer = char_errors / (chars.hits + chars.substitutions + chars.deletions)
+    return ErrorRates((words.substitutions + words.deletions + insertions) / n_ref, cer, words.substitutions,
+                      words.deletions, insertions, n_ref, len(refs))
 
 
 @dataclass
@@ -56,14 +64,16 @@ class PairedComparison:
 
 
 def utterance_errors(refs: list[str], hyps: list[str], normalize: bool = True) -> tuple[list[int], list[int]]:
-    """Word errors (sub + del + ins) and reference words of every utterance (after normalisation); utterances
-    with an empty reference are left out, as :func:`error_rates` leaves them out."""
+    """Word errors (sub + del + ins) and reference words of every utterance (after normalisation); an empty
+    reference gives 0 words and its hypothesis words as errors, as in :func:`error_rates`."""
     if len(refs) != len(hyps):
         raise ValueError(f"{len(refs)} references but {len(hyps)} hypotheses")
     errors, words = [], []
     for r, h in zip(refs, hyps):
         r, h = (normalize_en(r), normalize_en(h)) if normalize else (r, h)
         if not r.strip():
+            errors.append(len(h.split()))
+            words.append(0)
             continue
         o = jiwer.process_words(r, h)
         errors.append(o.substitutions + o.deletions + o.insertions)
@@ -82,9 +92,13 @@ def paired_bootstrap(refs: list[str], hyps_a: list[str], hyps_b: list[str], resa
     if sum(words) == 0:
         raise ValueError("no reference words to score against")
     ea_, eb_, w_ = np.asarray(ea, float), np.asarray(eb, float), np.asarray(words, float)
-    idx = np.random.default_rng(seed).integers(0, len(words), size=(resamples, len(words)))
-    n = w_[idx].sum(1).clip(min=1)
-    deltas = (eb_[idx].sum(1) - ea_[idx].sum(1)) / n
+    rng = np.random.default_rng(seed)
+    rows = max(1, _BOOTSTRAP_CHUNK // len(words))  # resamples per chunk: ~4M indices (32 MB) at a time
+    deltas = np.empty(resamples)
+    for start in range(0, resamples, rows):  # row by row, the same draws as one (resamples, utterances) array
+        idx = rng.integers(0, len(words), size=(min(rows, resamples - start), len(words)))
+        n = w_[idx].sum(1).clip(min=1)
+        deltas[start:start + len(idx)] = (eb_[idx].sum(1) - ea_[idx].sum(1)) / n
     wer_a, wer_b = ea_.sum() / w_.sum(), eb_.sum() / w_.sum()
     return PairedComparison(float(wer_a), float(wer_b), float(wer_b - wer_a), float(np.quantile(deltas, 0.025)),
                             float(np.quantile(deltas, 0.975)), float((deltas >= 0).mean()), len(words), resamples)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,8 +48,10 @@ class Tokenizer:
         if not self.model_path.exists():
             raise ConfigError(f"{self.model_path}: tokenizer model not found")
         self.sp = spm.SentencePieceProcessor(model_file=str(self.model_path))
-        if self.sp.pad_id() != BLANK_ID or self.sp.unk_id() != UNK_ID or self.sp.bos_id() != BOS_ID:
-            raise ConfigError(f"{self.model_path}: not a speechseq tokenizer (special ids differ)")
+        ids = (self.sp.pad_id(), self.sp.unk_id(), self.sp.bos_id(), self.sp.eos_id())
+        if ids != (BLANK_ID, UNK_ID, BOS_ID, EOS_ID):
+            raise ConfigError(f"{self.model_path}: not a speechseq tokenizer (pad/unk/bos/eos ids are {ids}, "
+                              f"want {(BLANK_ID, UNK_ID, BOS_ID, EOS_ID)})")
         self.blank_id, self.unk_id, self.bos_id, self.eos_id = BLANK_ID, UNK_ID, BOS_ID, EOS_ID
 
     @property
@@ -104,7 +107,15 @@ def train_tokenizer(texts: Iterable[str], out_dir: str | Path, cfg: TokenizerCon
     else:
         options["vocab_size"] = cfg.vocab_size
         options["hard_vocab_limit"] = False
-    spm.SentencePieceTrainer.train(**options)
+    try:
+        spm.SentencePieceTrainer.train(**options)
+    except RuntimeError as e:
+        if "Vocabulary size is smaller than required_chars" not in str(e):
+            raise
+        need = re.search(r"\d+ vs (\d+)", str(e))  # "... smaller than required_chars. 10 vs 31. ..."
+        raise ConfigError(f"{out}: tokenizer vocab_size={cfg.vocab_size} is too small for the characters of the text"
+                          + (f" (SentencePiece needs at least {need.group(1)})" if need else "")
+                          + "; raise vocab_size, lower character_coverage or use model_type char") from None
     path = out / "tokenizer.model"
     path.write_bytes(model.getvalue())
     sp = spm.SentencePieceProcessor(model_file=str(path))

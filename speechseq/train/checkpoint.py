@@ -80,14 +80,44 @@ def prune(ckpt_dir: str | Path, keep: int) -> None:
         p.unlink(missing_ok=True)
 
 
+def _averaging_key(state: dict) -> dict:
+    """What checkpoints must share to be averaged: parameter names and shapes, and the tokenizer. (Not the model
+    config: a run resumed with, say, another dropout is allowed, and its checkpoints average fine.)"""
+    return {"shapes": {k: tuple(v.shape) for k, v in state["model"].items()},
+            "tokenizer_sha256": state.get("tokenizer_sha256")}
+
+
+def _check_averageable(key: dict, ref: dict, path: Path, ref_path: Path) -> None:
+    """Raise naming ``path`` when its ``_averaging_key`` differs from ``ref_path``'s."""
+    where = f"{path}: cannot average with {ref_path}"
+    if key["shapes"].keys() != ref["shapes"].keys():
+        diff = sorted(key["shapes"].keys() ^ ref["shapes"].keys())
+        raise SpeechseqError(f"{where}: other parameter names ({len(diff)} differ, e.g. {diff[:3]})")
+    for name, shape in key["shapes"].items():
+        if shape != ref["shapes"][name]:
+            raise SpeechseqError(f"{where}: {name} has shape {shape}, not {ref['shapes'][name]}")
+    if key["tokenizer_sha256"] != ref["tokenizer_sha256"]:
+        raise SpeechseqError(f"{where}: written with another tokenizer")
+
+
 def average_state_dicts(paths: list[Path]) -> dict[str, torch.Tensor]:
-    """Element-wise mean of the ``model`` state_dicts in ``paths`` (integer buffers are taken from the last)."""
+    """Element-wise mean of the ``model`` state_dicts in ``paths`` (integer buffers are taken from the last).
+
+    Every checkpoint must have the first's parameter names and shapes and tokenizer SHA-256;
+    otherwise SpeechseqError names the one that differs."""
     if not paths:
         raise SpeechseqError("average_state_dicts: no checkpoints to average")
     total: dict[str, torch.Tensor] = {}
     last: dict[str, torch.Tensor] = {}
+    ref = None
     for p in paths:
-        last = load(p)["model"]
+        state = load(p)
+        key = _averaging_key(state)
+        if ref is None:
+            ref = key
+        else:
+            _check_averageable(key, ref, Path(p), Path(paths[0]))
+        last = state["model"]
         for k, v in last.items():
             if v.is_floating_point():
                 total[k] = total[k] + v.double() if k in total else v.double().clone()

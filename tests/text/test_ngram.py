@@ -40,6 +40,11 @@ def test_arpa_round_trip(tmp_path):
     assert not (tmp_path / "lm.arpa.tmp").exists()
 
 
+def test_write_arpa_creates_the_folder(tmp_path):
+    path = write_arpa(estimate(SENTS, 2, VOCAB), tmp_path / "exp" / "lm" / "lm.arpa")
+    assert read_arpa(path).order == 2
+
+
 def test_bad_arpa_names_file_and_line(tmp_path):
     bad = tmp_path / "bad.arpa"
     bad.write_text("\\data\\\nngram 1=2\n\n\\1-grams:\n-0.3\ta\n-0.3\n\\end\\\n")

@@ -55,3 +55,51 @@ def test_compare_matches_ids_and_names_mismatched_files(tmp_path, capsys):
     c.write_text('{"id": "u0", "ref": "x"}\n')
     with pytest.raises(SpeechseqError, match=r"c\.jsonl:1: not a hypothesis line"):
         format_comparison(a, c, 100)
+
+
+def test_compare_refuses_other_references_for_the_same_ids(tmp_path):
+    a, b = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    write(a, REFS, REFS)
+    other = [r.replace("kitchen", "kitchens") for r in REFS]  # another manifest (or text version), same ids
+    write(b, other, other)
+    with pytest.raises(SpeechseqError, match=r"a\.jsonl and .*b\.jsonl hold other references for 8 utterances, "
+                                             r"e\.g\. u0: 'turn on the light in the kitchen now' vs"):
+        format_comparison(a, b, 100)
+
+
+def test_empty_reference_counts_the_hypothesis_as_insertions():
+    refs, hyps = ["the cat sat", "", "..."], ["the cat sat", "uh huh", "oh"]  # "..." is empty once normalised
+    r = error_rates(refs, hyps)
+    assert (r.insertions, r.ref_words, r.utterances, r.wer) == (3, 3, 3, 1.0)
+    assert r.cer == pytest.approx(len("uh huh" "oh") / len("the cat sat"))
+    assert utterance_errors(refs, hyps) == ([0, 2, 1], [3, 0, 0])
+    c = paired_bootstrap(refs, hyps, refs, resamples=50)
+    assert c.wer_a == 1.0 and c.wer_b == 0.0 and c.utterances == 3
+
+
+def test_paired_bootstrap_draws_in_bounded_chunks_with_the_same_result(monkeypatch):
+    import tracemalloc
+
+    import numpy as np
+
+    from speechseq.text import score
+
+    refs = [f"w{i} x{i % 7}" for i in range(500)]
+    hyps_a = [r if i % 3 else f"w{i} y" for i, r in enumerate(refs)]
+    hyps_b = [r if i % 4 else f"w{i}" for i, r in enumerate(refs)]
+    # the statistics of one (resamples, utterances) draw, as computed before chunking
+    ea, words = utterance_errors(refs, hyps_a, normalize=False)
+    eb, _ = utterance_errors(refs, hyps_b, normalize=False)
+    ea, eb, words = np.asarray(ea, float), np.asarray(eb, float), np.asarray(words, float)
+    idx = np.random.default_rng(3).integers(0, 500, size=(1001, 500))
+    deltas = (eb[idx].sum(1) - ea[idx].sum(1)) / words[idx].sum(1)
+    del idx
+    monkeypatch.setattr(score, "_BOOTSTRAP_CHUNK", 4000, raising=False)  # 8 resamples at a time, the last chunk partial
+    paired_bootstrap(refs, hyps_a, hyps_b, resamples=10, normalize=False)  # jiwer's first-call allocations
+    tracemalloc.start()
+    c = paired_bootstrap(refs, hyps_a, hyps_b, resamples=1001, seed=3, normalize=False)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 1_000_000  # one draw of 1001 x 500 indices alone is 4 MB
+    assert (c.ci_low, c.ci_high) == (np.quantile(deltas, 0.025), np.quantile(deltas, 0.975))
+    assert c.p_not_better == (deltas >= 0).mean()

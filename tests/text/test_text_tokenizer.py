@@ -1,4 +1,5 @@
 import pytest
+import sentencepiece as spm
 
 from speechseq.errors import ConfigError
 from speechseq.text.normalize import normalize_en, spell_int, spell_ordinal
@@ -52,3 +53,40 @@ def test_error_rates():
     assert error_rates(["Hello, world"], ["hello world"]).wer == 0.0
     with pytest.raises(ValueError, match="2 references but 1 hypotheses"):
         error_rates(["a", "b"], ["a"])
+
+
+def test_tokenizer_without_eos_at_3_is_refused(tmp_path):
+    # a SentencePiece model with pad/unk/bos right but no eos: piece 3 is a real piece that decode() would drop
+    spm.SentencePieceTrainer.train(sentence_iterator=iter(TEXTS), model_prefix=str(tmp_path / "other"),
+                                   vocab_size=40, hard_vocab_limit=False, pad_id=BLANK_ID, unk_id=UNK_ID,
+                                   bos_id=BOS_ID, eos_id=-1, minloglevel=2)
+    with pytest.raises(ConfigError, match=r"other\.model: not a speechseq tokenizer .*eos ids are \(0, 1, 2, -1\)"):
+        Tokenizer(tmp_path / "other.model")
+
+
+def test_too_small_vocab_is_a_config_error_with_the_fix(tmp_path):
+    with pytest.raises(ConfigError, match=r"vocab_size=8 is too small .*needs at least \d+\).*raise vocab_size, "
+                                          r"lower character_coverage or use model_type char"):
+        train_tokenizer(TEXTS, tmp_path, TokenizerConfig("bpe", 8))
+
+
+def test_normalizer_keeps_combining_marks():
+    assert normalize_en("İstanbul") == "i\u0307stanbul"  # lower-cased İ is i + combining dot, one word
+    assert normalize_en("हिन्दी में बात") == "हिन्दी में बात"  # vowel signs and virama are marks, not punctuation
+    assert normalize_en("ที่นี่!") == "ที่นี่"  # Thai vowel and tone marks above the consonants
+
+
+def test_normalizer_maps_apostrophe_variants():
+    for quote in "\u2019\u2018\u0060\u00b4\u2032\u02bc":
+        assert normalize_en(f"don{quote}t stop") == "don't stop", hex(ord(quote))
+
+
+def test_normalizer_numbers_commas_fractions_minus():
+    assert normalize_en("1,234,567") == "one million two hundred thirty four thousand five hundred sixty seven"
+    assert normalize_en("1,2,3") == "one two three" and normalize_en("2,5") == "two five"
+    assert normalize_en("$1,000.50 for the 1,000th") == "one thousand point five zero dollars for the one thousandth"
+    assert normalize_en("½ cup") == "one half cup" and normalize_en("4½ miles") == "four and a half miles"
+    assert normalize_en("2¾ and ⅔") == "two and three quarters and two thirds"
+    assert normalize_en("3\u20448 inch") == "three eighths inch"  # the fraction slash NFKC leaves in '⅜'
+    assert normalize_en("-5 degrees, \u22123") == "minus five degrees minus three"
+    assert normalize_en("covid-19 in 2020-21") == "covid nineteen in two thousand twenty twenty one"

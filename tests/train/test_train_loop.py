@@ -144,6 +144,27 @@ def test_average_and_atomic_save(tmp_path):
     assert [p.name for p in ckpt.list_checkpoints(tmp_path)] == ["step_0000003.pt"]
 
 
+
+def test_average_refuses_checkpoints_of_another_model_naming_the_file(tmp_path):
+    model_cfg = {"encoder": {"d_model": 16}}
+    base = {"model": {"w": torch.zeros(2, 3)}, "tokenizer_sha256": "a" * 64, "config": {"model": model_cfg}}
+    ckpt.atomic_save(base, tmp_path / "step_0000001.pt")
+    others = {"names": {**base, "model": {"v": torch.zeros(2, 3)}},
+              "shape": {**base, "model": {"w": torch.zeros(3, 2)}},
+              "tokenizer": {**base, "tokenizer_sha256": "b" * 64}}
+    errors = {"names": r"other parameter names \(2 differ, e\.g\. \['v', 'w'\]\)",
+              "shape": r"w has shape \(3, 2\), not \(2, 3\)", "tokenizer": "written with another tokenizer"}
+    for what, state in others.items():
+        ckpt.atomic_save(state, tmp_path / "step_0000002.pt")
+        with pytest.raises(SpeechseqError, match=r"step_0000002\.pt: cannot average with .*step_0000001\.pt: "
+                                                 + errors[what]):
+            ckpt.average_state_dicts(ckpt.list_checkpoints(tmp_path))
+    # another model config with the same parameters (a run resumed with another dropout) averages
+    resumed = {"model": {"w": torch.ones(2, 3)}, "config": {"model": {"encoder": {"d_model": 16, "dropout": 0.2}}}}
+    ckpt.atomic_save({**base, **resumed}, tmp_path / "step_0000002.pt")
+    assert torch.equal(ckpt.average_state_dicts(ckpt.list_checkpoints(tmp_path))["w"], torch.full((2, 3), 0.5))
+
+
 def test_lr_schedule(tmp_path):
     cfg = load_config(None, AsrExperimentConfig, ["train.warmup_steps=10", "train.max_steps=100"]).train
     f = [lr_factor(s, cfg) for s in range(100)]
