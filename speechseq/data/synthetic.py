@@ -742,6 +742,11 @@ def _synthesize_plan(plan: list[PlanItem], sample_rate: int, num_jobs: int) -> d
     return {uid: durations[maker[path]] for uid, _, _, path in plan}
 
 
+def _text_key(text: str) -> str:
+    """File-name key of a text (its sha1 prefix), so a cached wav is only ever reused for the same text."""
+    return hashlib.sha1(text.encode("utf-8")).hexdigest()[:10]
+
+
 def _plan_split(split: str, sentences: list[str], voices: list[Voice], wav_dir: Path,
                 rng: random.Random) -> list[PlanItem]:
     """(id, text, voice, wav path) per utterance; voices are used round-robin in a shuffled order."""
@@ -751,8 +756,7 @@ def _plan_split(split: str, sentences: list[str], voices: list[Voice], wav_dir: 
         if i % len(order) == 0:
             rng.shuffle(order)
         voice = order[i % len(order)]
-        digest = hashlib.sha1(text.encode("utf-8")).hexdigest()[:6]
-        uid = f"{voice.id}-{split}-{i:06d}-{digest}"
+        uid = f"{voice.id}-{split}-{i:06d}-{_text_key(text)[:6]}"
         plan.append((uid, text, voice, wav_dir / split / f"{uid}.wav"))
     return plan
 
@@ -809,11 +813,6 @@ def make_corpus(out_dir: str | Path, cfg: SynthCorpusConfig, text_file: str | No
 
 # ----------------------------------------------------------------------------------------------------------------
 # Alignment reference set
-
-
-def _text_key(text: str) -> str:
-    """File-name key of a text (its sha1 prefix), so a cached wav is only ever reused for the same text."""
-    return hashlib.sha1(text.encode("utf-8")).hexdigest()[:10]
 
 
 def make_alignment_set(out_dir: str | Path, sentences: list[str], voice: Voice, gap_s: tuple[float, float] = (0.05, 0.3),

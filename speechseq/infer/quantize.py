@@ -7,8 +7,8 @@ conformer's conv module), the norms, and the Paraformer CIF predictor, whose wei
 and are kept in fp32 as in training. The model must then decode on the CPU.
 
 Why PyTorch's ``torch.ao.quantization.quantize_dynamic`` and not torchao or ONNX Runtime: on this 2-core CPU it made
-the 46M FunASR-size Paraformer 1.8x faster end to end where torchao's int8 dynamic config gave 1.15x, and it needs
-no export step. PyTorch marks ``torch.ao.quantization`` deprecated; its notice is silenced here, and if a later
+the 46M FunASR-size Paraformer 1.64x faster end to end (docs/benchmarks.md) where torchao's int8 dynamic config
+gave ~1.15x in an ad-hoc probe, and it needs no export step. PyTorch marks ``torch.ao.quantization`` deprecated; its notice is silenced here, and if a later
 PyTorch drops the function, :func:`quantize_int8` says so instead of failing deep inside.
 
 Only offline decoding (the models' ``recognize``) is covered: the attention's streaming-cache path reads the fp32
