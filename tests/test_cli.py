@@ -60,6 +60,8 @@ def runs(exp_dir, fsdd_tiny, tmp_path_factory) -> dict:
                  "--method", "beam", "--beam-size", "3", "--batch-size", "4"],
         "int8": ["decode", "--model-dir", str(exp_dir), "--manifest", dev, "--out", str(exp_dir / "decode_int8"),
                  "--int8"],
+        "vtln": ["decode", "--model-dir", str(exp_dir), "--manifest", dev, "--out", str(exp_dir / "decode_vtln"),
+                 "--warps", "0.9,1,1.1"],
         "align": ["align", "--model-dir", str(exp_dir), "--manifest", dev, "--out", str(tmp / "align.jsonl")],
         "average": ["average", "--exp", str(averaged), "--last", "2"],
     }
@@ -169,6 +171,24 @@ def test_decode_writes_hyps_and_summary_and_score_tabulates(runs, exp_dir, fsdd_
     greedy = json.loads((exp_dir / "decode_greedy" / "summary.json").read_text())
     assert lines[2].startswith(f"| {exp_dir.name}/decode_greedy | greedy | {len(dev)} | {100 * greedy['wer']:.2f} |")
     assert "| beam (beam 3) |" in lines[3]
+
+
+def test_decode_with_test_time_warps_records_each_utterances_factor(runs, exp_dir, fsdd_tiny, tmp_path):
+    code, out, err = runs["results"]["vtln"]
+    assert code == 0, err
+    summary = json.loads((exp_dir / "decode_vtln" / "summary.json").read_text())
+    assert summary["warps"] == [0.9, 1.0, 1.1]
+    hyps = [json.loads(line) for line in (exp_dir / "decode_vtln" / "hyp.jsonl").read_text().splitlines()]
+    assert len(hyps) == len(read_manifest(fsdd_tiny["dev"])) and {h["warp"] for h in hyps} <= {0.9, 1.0, 1.1}
+    greedy = [json.loads(line) for line in (exp_dir / "decode_greedy" / "hyp.jsonl").read_text().splitlines()]
+    assert all("warp" not in h for h in greedy)
+    assert [h["hyp"] for h in hyps if h["warp"] == 1.0] == [g["hyp"] for g, h in zip(greedy, hyps) if h["warp"] == 1.0]
+    table = speechseq_cli("score", "--table", str(exp_dir / "decode_vtln" / "summary.json"))
+    assert "| greedy + VTLN (3 warps) |" in table.stdout, table.stdout
+    r = speechseq_cli("decode", "--model-dir", str(exp_dir), "--manifest", str(fsdd_tiny["dev"]), "--out",
+                      str(tmp_path / "bad"), "--warps", "1,-0.9")
+    assert r.returncode == 2 and "warp factors must be positive numbers, got '1,-0.9'" in r.stderr
+    assert not (tmp_path / "bad").exists()
 
 
 def test_lm_then_decode_with_fusion(exp_dir, fsdd_tiny, tmp_path):
@@ -281,7 +301,7 @@ def test_transcribe_with_an_aligner_takes_its_word_times(exp_dir, fsdd_tiny, tmp
         by_frames[len(asr._load(u.audio, u.id))] = asr.tokenizer.encode(u.text)
     assert len(by_frames) == len(dev)
 
-    def perfect(waves, wave_lens, method, beam_size, spans=False, lm=None):
+    def perfect(waves, wave_lens, method, beam_size, spans=False, lm=None, warp=None):
         assert not spans  # the aligner times the words, not the recognizer
         return [Hypothesis(by_frames[int(n)], [], 0.0) for n in wave_lens]
 

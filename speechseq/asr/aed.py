@@ -154,16 +154,17 @@ class AedModel(nn.Module):
     @torch.no_grad()
     def recognize(self, waves: Tensor, wave_lens: Tensor, method: str = "greedy", beam_size: int | None = None,
                   spans: bool = False, min_len: int = 0, max_len: int | None = None,
-                  lm: LmFusion | None = None) -> list[Hypothesis]:
+                  lm: LmFusion | None = None, warp: Tensor | None = None) -> list[Hypothesis]:
         """Decode a batch: "greedy" or "beam" (K = beam_size, default ``cfg.beam_size``).
 
         ``spans``: also align every hypothesis with the encoder's CTC head (same encoder pass). ``min_len``/
         ``max_len`` bound the tokens decoded (<eos> is forbidden before min_len; default max_len: ``max_len_ratio``
-        x the utterance's encoder frames). ``lm``: n-gram shallow fusion in the beam search.
+        x the utterance's encoder frames). ``lm``: n-gram shallow fusion in the beam search. ``warp``: (B,) test-time
+        frequency-warp factors for the front end (:meth:`CtcModel.forward`).
         """
         if lm is not None and method != "beam":
             raise ValueError(f"LM fusion needs method 'beam', got {method!r}")
-        enc = self.ctc(waves, wave_lens)
+        enc = self.ctc(waves, wave_lens, warp=warp)
         max_lens = self._max_lens(enc.lens, max_len)
         if method == "greedy":
             hyps = self.greedy_search(enc.hidden, enc.lens, min_len, max_lens)

@@ -109,15 +109,16 @@ class CtcModel(nn.Module):
             state_dict.pop(key, None)
 
     def forward(self, waves: Tensor, wave_lens: Tensor, tokens: Tensor | None = None,
-                token_lens: Tensor | None = None) -> CtcOutput:
+                token_lens: Tensor | None = None, warp: Tensor | None = None) -> CtcOutput:
         """
         Args:
             waves: (B, N) float32 audio at the frontend's sample rate, zero-padded.
             wave_lens: (B,) int64 valid samples.
             tokens: (B, L) int64 targets (padding ignored), or None for inference.
             token_lens: (B,) int64 target lengths.
+            warp: (B,) test-time frequency-warp factors for the front end (:meth:`Frontend.forward`), or None.
         """
-        feats, feat_lens = self.frontend(waves, wave_lens)
+        feats, feat_lens = self.frontend(waves, wave_lens, warp)
         use_inter = self.training and tokens is not None and self.ctc_cfg.inter_weight > 0
         inter_layers = self.ctc_cfg.inter_layers if (use_inter or self.condition is not None) else ()
         enc = self.encoder(feats, feat_lens, inter_layers=inter_layers, condition=self.condition)
@@ -164,13 +165,13 @@ class CtcModel(nn.Module):
 
     @torch.no_grad()
     def recognize(self, waves: Tensor, wave_lens: Tensor, method: str = "greedy", beam_size: int = 10,
-                  spans: bool = False, lm: LmFusion | None = None) -> list[Hypothesis]:
+                  spans: bool = False, lm: LmFusion | None = None, warp: Tensor | None = None) -> list[Hypothesis]:
         """Decode a batch: method "greedy" or "beam" (prefix beam search, with n-gram shallow fusion when ``lm``
         is given); returns the best hypothesis per item, with ``spans`` (CTC forced alignment, from the same
-        encoder pass) on request."""
+        encoder pass) on request. ``warp``: (B,) test-time frequency-warp factors (:meth:`forward`)."""
         if lm is not None and method != "beam":
             raise ValueError(f"LM fusion needs method 'beam', got {method!r}")
-        out = self(waves, wave_lens)
+        out = self(waves, wave_lens, warp=warp)
         if method == "greedy":
             hyps = greedy_decode(out.log_probs, out.lens)
         elif method == "beam":

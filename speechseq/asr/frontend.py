@@ -1,5 +1,5 @@
-"""ASR front end shared by every ASR model: waveform -> log-mel fbank -> (training: VTLP warp, random EQ) -> global
-mean/variance norm -> (training: SpecAugment).
+"""ASR front end shared by every ASR model: waveform -> log-mel fbank -> (training: VTLP warp, random EQ; at test
+time, optionally, a given warp per utterance) -> global mean/variance norm -> (training: SpecAugment).
 
 Global (corpus-level) statistics, not per-utterance CMVN: they are fixed buffers, so streaming and offline see the
 same normalisation. ``set_stats`` is called once before training from a sample of training features.
@@ -69,11 +69,17 @@ class Frontend(nn.Module):
         with torch.autocast(waves.device.type, enabled=False):
             return self.fbank(waves.float(), wave_lens)
 
-    def forward(self, waves: Tensor, wave_lens: Tensor) -> tuple[Tensor, Tensor]:
-        """(B, N), (B,) -> normalised (and, in training, SpecAugmented) features (B, T, F), (B,)."""
+    def forward(self, waves: Tensor, wave_lens: Tensor, warp: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """(B, N), (B,) -> normalised (and, in training, SpecAugmented) features (B, T, F), (B,).
+
+        ``warp``: (B,) frequency-warp factors applied to each utterance (:func:`vtlp_warp`; 1 = unchanged), in
+        place of training's random VTLP factors: test-time vocal tract length normalisation
+        (:meth:`speechseq.infer.recognizer.Recognizer.transcribe` with ``warps``)."""
         feats, feat_lens = self.raw_features(waves, wave_lens)
-        if self.training and self.cfg.vtlp > 0.0:
-            fb = self.cfg.fbank
+        fb = self.cfg.fbank
+        if warp is not None:
+            feats = vtlp_warp(feats, warp, fb.sample_rate, fb.low_freq, fb.high_freq)
+        elif self.training and self.cfg.vtlp > 0.0:
             factors = 1.0 + self.cfg.vtlp * (2.0 * torch.rand(feats.shape[0]) - 1.0)
             feats = vtlp_warp(feats, factors, fb.sample_rate, fb.low_freq, fb.high_freq)
         if self.training and self.cfg.eq_db > 0.0:

@@ -362,15 +362,16 @@ class ParaformerModel(nn.Module):
 
     @torch.no_grad()
     def recognize(self, waves: Tensor, wave_lens: Tensor, method: str = "greedy", beam_size: int = 10,
-                  spans: bool = False, lm: LmFusion | None = None) -> list[Hypothesis]:
+                  spans: bool = False, lm: LmFusion | None = None, warp: Tensor | None = None) -> list[Hypothesis]:
         """One parallel pass, then "greedy" (the best token of every CIF slot) or "beam" (:func:`slot_beam_search`
         over the same slots, with n-gram shallow fusion when ``lm``; without an LM it returns the greedy result).
-        ``spans``: also give every token's frames from the same pass's CIF weights (see :meth:`token_spans`)."""
+        ``spans``: also give every token's frames from the same pass's CIF weights (see :meth:`token_spans`).
+        ``warp``: (B,) test-time frequency-warp factors for the front end (:meth:`CtcModel.forward`)."""
         if method not in ("greedy", "beam"):
             raise ValueError(f"unknown Paraformer decoding method {method!r} (choices: greedy, beam)")
         if lm is not None and method != "beam":
             raise ValueError(f"LM fusion needs method 'beam', got {method!r}")
-        enc = self.ctc(waves, wave_lens)
+        enc = self.ctc(waves, wave_lens, warp=warp)
         hidden, hidden_lens = enc.hidden, enc.lens
         alphas, hidden_ext = self._inference_alphas(hidden, hidden_lens)
         embeds, fired = cif(hidden_ext, alphas, self.cfg.threshold)

@@ -20,10 +20,11 @@ from speechseq.text.score import error_rates
 
 def decode_manifest(model_dir: str, manifest: str, out_dir: str, method: str = "greedy", beam_size: int = 10,
                     batch_size: int = 16, device: str = "cpu", lm: str | None = None, lm_weight: float = 0.5,
-                    lm_bonus: float = 1.0, int8: bool = False) -> dict:
+                    lm_bonus: float = 1.0, int8: bool = False, warps: list[float] | None = None) -> dict:
     """Decode every utterance; write ``hyp.jsonl`` and ``summary.json`` (WER, CER, RTF) into ``out_dir``. ``lm``: an
     ARPA n-gram over the model's tokenizer pieces, fused into the beam search (CTC, AED, Paraformer). ``int8``:
-    int8 dynamic-quantized Linear layers (CPU)."""
+    int8 dynamic-quantized Linear layers (CPU). ``warps``: test-time VTLN over these factors (``transcribe``'s
+    ``warps``); every hypothesis line then carries its ``warp``."""
     asr = load_asr(model_dir, device, int8=int8)
     fusion = asr.load_lm(lm, lm_weight, lm_bonus) if lm else None
     utts = read_manifest(manifest)
@@ -32,18 +33,21 @@ def decode_manifest(model_dir: str, manifest: str, out_dir: str, method: str = "
     waves = [(load_audio(u.audio, asr.sample_rate, u.offset, u.duration)[0], asr.sample_rate) for u in utts]
     audio_s = sum(len(w) for w, _ in waves) / asr.sample_rate
     start = time.perf_counter()
-    results = asr.transcribe(waves, batch_size=batch_size, method=method, beam_size=beam_size, lm=fusion)
+    results = asr.transcribe(waves, batch_size=batch_size, method=method, beam_size=beam_size, lm=fusion, warps=warps)
     if device.startswith("cuda"):
         torch.cuda.synchronize()
     elapsed = time.perf_counter() - start
     with open(out / "hyp.jsonl", "w") as f:
         for u, r in zip(utts, results):
-            f.write(json.dumps({"id": u.id, "ref": u.text, "hyp": r.text}) + "\n")
+            row = {"id": u.id, "ref": u.text, "hyp": r.text}
+            f.write(json.dumps(row if r.warp is None else {**row, "warp": r.warp}) + "\n")
     summary = {"model_dir": str(model_dir), "manifest": str(manifest), "method": method,
                "beam_size": beam_size if method == "beam" else 1, "utterances": len(utts), "audio_s": audio_s,
                "decode_s": elapsed, "rtf": elapsed / max(audio_s, 1e-9), "threads": torch.get_num_threads()}
     if int8:
         summary["int8"] = True
+    if warps:
+        summary["warps"] = [float(w) for w in warps]
     if lm:
         summary.update(lm=str(lm), lm_weight=lm_weight, lm_bonus=lm_bonus)
     if any(u.text.strip() for u in utts):
@@ -62,6 +66,17 @@ def decode_manifest(model_dir: str, manifest: str, out_dir: str, method: str = "
     return summary
 
 
+def _factors(text: str) -> list[float]:
+    """--warps "0.9,1,1.1" -> [0.9, 1.0, 1.1]; each positive."""
+    try:
+        factors = [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a comma-separated list of numbers: {text!r}") from None
+    if not factors or not all(0.0 < f < float("inf") for f in factors):
+        raise argparse.ArgumentTypeError(f"warp factors must be positive numbers, got {text!r}")
+    return factors
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="speechseq decode", description=__doc__.splitlines()[0])
     p.add_argument("--model-dir", required=True)
@@ -78,9 +93,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--lm-weight", type=float, default=0.5, help="LM log-prob weight in the fused score")
     p.add_argument("--lm-bonus", type=float, default=1.0, help="score added per token (offsets the LM's cost)")
     p.add_argument("--int8", action="store_true", help="decode with int8 dynamic-quantized Linear layers (CPU only)")
+    p.add_argument("--warps", type=_factors, help="test-time VTLN: comma-separated frequency-warp factors, e.g. "
+                   "0.85,0.9,0.95,1,1.05,1.1,1.15,1.2; each utterance is decoded at the one whose CTC posteriors are "
+                   "the most certain (one more encoder pass per factor)")
     args = p.parse_args(argv)
     s = decode_manifest(args.model_dir, args.manifest, args.out, args.method, args.beam_size, args.batch_size,
-                        args.device, args.lm, args.lm_weight, args.lm_bonus, args.int8)
+                        args.device, args.lm, args.lm_weight, args.lm_bonus, args.int8, args.warps)
     wer = f"WER {100 * s['wer']:.2f}% CER {100 * s['cer']:.2f}% " if "wer" in s else ""
     print(f"{args.manifest}: {s['utterances']} utts {wer}RTF {s['rtf']:.4f} -> {args.out}")
     return 0

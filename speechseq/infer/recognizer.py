@@ -5,6 +5,7 @@
     results[0].text, results[0].words[0].start_s
     asr.align(["a.wav"], ["the known text"])          # CTC forced alignment of given text: word times
     asr.transcribe("a.wav", word_timestamps=True, aligner=speechseq.load_asr("exp/aligner"))  # times by another model
+    asr.transcribe(paths, warps=[0.9, 0.95, 1.0, 1.05, 1.1])   # test-time VTLN: each utterance at its best warp
 
 Inputs are file paths (any format soundfile reads) or ``(array, sample_rate)`` pairs; audio at another rate is
 resampled to the model's. A model directory holds ``config.yaml``, ``tokenizer.model`` and ``model.pt``; loading it
@@ -55,6 +56,8 @@ class Transcript:
     score: float
     words: list[WordTime] | None = None
     token_times: list[TokenTime] | None = None
+    warp: float | None = None
+    """The frequency-warp factor the utterance was decoded at, when ``transcribe`` was given ``warps``."""
 
 
 TIMING_FILE = "timing.json"
@@ -142,7 +145,7 @@ class Recognizer:
     @torch.no_grad()
     def transcribe(self, inputs: AudioInput | Sequence[AudioInput], batch_size: int = 8, method: str = "greedy",
                    beam_size: int = 10, word_timestamps: bool = False, lm: LmFusion | None = None,
-                   aligner: Recognizer | None = None) -> list[Transcript]:
+                   aligner: Recognizer | None = None, warps: Sequence[float] | None = None) -> list[Transcript]:
         """Transcribe one input or a list; returns one Transcript per input, in input order.
 
         Args:
@@ -155,6 +158,10 @@ class Recognizer:
                 hypothesis; Paraformer: the frames that fed each token through CIF). An AED hypothesis with more
                 tokens than encoder frames cannot be aligned: its words and token_times are empty lists.
             lm: n-gram shallow fusion (:meth:`load_lm`); method "beam".
+            warps: test-time vocal tract length normalisation: each utterance is decoded at the factor of ``warps``
+                (frequency warps of its log-mel, :func:`speechseq.audio.functional.vtlp_warp`; 1 = unchanged) whose
+                CTC posteriors are the most certain (:meth:`choose_warps`), which costs one more encoder pass per
+                factor. For models trained with VTLP, on speakers unlike the training ones.
             aligner: with ``word_timestamps``, time the words by this other recognizer's CTC forced alignment of the
                 transcript (:meth:`align`, with its calibrated shifts) instead of this model's own timestamps: one
                 model recognises, another (e.g. a limited-context model calibrated with ``speechseq align
@@ -163,8 +170,8 @@ class Recognizer:
         Raises:
             AudioError: a missing/unreadable/empty/non-finite file (named) or array (``inputs[i]``), a bad shape
                 or sample rate. A clip too short for one encoder frame is not an error: its text is empty.
-            SpeechseqError: an unknown ``method``, a ``batch_size``/``beam_size`` below 1, or ``lm`` with another
-                model kind or method.
+            SpeechseqError: an unknown ``method``, a ``batch_size``/``beam_size`` below 1, ``lm`` with another
+                model kind or method, or ``warps`` empty or not all positive.
         """
         if method not in self.methods:
             raise SpeechseqError(f"transcribe: unknown method {method!r} for a {self.kind} model "
@@ -178,6 +185,8 @@ class Recognizer:
                                  f"({self.tokenizer.model_path}); make it with this recognizer's load_lm")
         if aligner is not None and not word_timestamps:
             raise SpeechseqError("transcribe: an aligner times words; it needs word_timestamps=True")
+        if warps is not None and (len(warps) == 0 or not all(0.0 < float(w) < float("inf") for w in warps)):
+            raise SpeechseqError(f"transcribe: warps must be a non-empty list of positive factors, got {list(warps)}")
         single = not isinstance(inputs, (list, tuple)) or (isinstance(inputs, tuple) and len(inputs) == 2
                                                             and not isinstance(inputs[0], (str, Path, tuple)))
         items = [inputs] if single else list(inputs)
@@ -185,8 +194,10 @@ class Recognizer:
         results: list[Transcript | None] = [None] * len(waves)
         own_times = word_timestamps and aligner is None
         for idx, padded, lens in self.padded_batches(waves, batch_size):
-            hyps = self.model.recognize(padded, lens, method, beam_size, spans=own_times, lm=lm)
+            warp = self.choose_warps(padded, lens, warps) if warps is not None else None
+            hyps = self.model.recognize(padded, lens, method, beam_size, spans=own_times, lm=lm, warp=warp)
             shift = self.model.frame_shift_s
+            row_of = {i: row for row, i in enumerate(idx)}
             for i, hyp in zip(idx, hyps):
                 words = token_times = None
                 if hyp.spans is not None:
@@ -196,13 +207,33 @@ class Recognizer:
                     token_times = [TokenTime(p, max(0.0, s.start * shift + start_shift),
                                              max(0.0, s.start * shift + start_shift, s.end * shift + end_shift))
                                    for p, s in zip(pieces, hyp.spans)]
-                results[i] = Transcript(self.tokenizer.decode(hyp.tokens), hyp.tokens, hyp.score, words, token_times)
+                results[i] = Transcript(self.tokenizer.decode(hyp.tokens), hyp.tokens, hyp.score, words, token_times,
+                                        None if warp is None else float(warp[row_of[i]]))
         if aligner is not None:  # at another rate the aligner reads the inputs itself (one resampling, full band)
             audio = [(w, self.sample_rate) for w in waves] if aligner.sample_rate == self.sample_rate else items
             timed = aligner.align(audio, [r.text for r in results], batch_size)  # type: ignore[union-attr]
             for r, words in zip(results, timed):
                 r.words = _with_transcript_words(words or [], r.text)  # type: ignore[union-attr]
         return results  # type: ignore[return-value]
+
+    @torch.no_grad()
+    def choose_warps(self, padded: Tensor, lens: Tensor, warps: Sequence[float]) -> Tensor:
+        """(B,) factors: per utterance of a (B, S) batch, the factor of ``warps`` whose CTC posteriors (the CTC
+        head every model kind has) have the lowest mean entropy over the utterance's frames (the first such factor
+        on a tie, e.g. for a clip without frames). One encoder pass per factor.
+
+        Why entropy: over FSDD's four leave-one-speaker-out folds it picked better warps than the mean best
+        log-posterior or the top-2 margin (egs/fsdd/asr/RESULTS.md), and a per-speaker choice was worse than a
+        per-utterance one."""
+        ctc = self.model if self.kind == "ctc" else self.model.ctc
+        factors = torch.tensor([float(w) for w in warps], dtype=torch.float64)  # Transcript.warp: the given value
+        entropy = []
+        for w in factors:
+            out = ctc(padded, lens, warp=w.expand(padded.shape[0]))
+            frame = -(out.log_probs.exp() * out.log_probs).sum(-1)  # (B, T) nats
+            valid = torch.arange(frame.shape[1], device=frame.device)[None] < out.lens[:, None]
+            entropy.append((frame * valid).sum(1) / valid.sum(1).clamp(min=1))
+        return factors[torch.stack(entropy).argmin(0).cpu()]
 
     @torch.no_grad()
     def align(self, inputs: Sequence[AudioInput], texts: Sequence[str], batch_size: int = 8

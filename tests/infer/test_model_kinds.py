@@ -83,6 +83,19 @@ def test_recognize_spans_from_one_pass_equal_token_spans(trained, fsdd_tiny):
         assert all(h.spans is None for h in model.recognize(batch, lens, method, 3))
 
 
+def test_test_time_warps_batched_equal_one_by_one(trained, fsdd_tiny):
+    kind, exp = trained
+    asr = speechseq.load_asr(exp)
+    audio = [line.split('"audio": "')[1].split('"')[0] for line in fsdd_tiny["dev"].read_text().splitlines()][:5]
+    assert [t.text for t in asr.transcribe(audio, warps=[1.0])] == [t.text for t in asr.transcribe(audio)]
+    warps = [0.9, 0.95, 1.05, 1.1]
+    together = asr.transcribe(audio, batch_size=5, warps=warps)  # one batch holding different factors
+    alone = [asr.transcribe(a, warps=warps)[0] for a in audio]
+    assert [t.warp for t in together] == [t.warp for t in alone] and {t.warp for t in together} <= set(warps)
+    assert [t.text for t in together] == [t.text for t in alone]
+    assert [t.text for t in alone] == [asr.transcribe(a, warps=[t.warp])[0].text for a, t in zip(audio, alone)]
+
+
 def test_mwer_fine_tuning_starts_from_the_trained_weights(tmp_path, fsdd_tiny):
     base = tmp_path / "base"
     train_asr(debug_config("paraformer", ["train.max_steps=10"]), base, fsdd_tiny["train"], device="cpu")

@@ -235,3 +235,31 @@ def test_int8_decoding_follows_the_fp32_model(trained, asr):
     assert all(t.words is not None for t in int8)
     with pytest.raises(SpeechseqError, match="CPU only"):
         speechseq.load_asr(trained["exp"], device="cuda", int8=True)
+
+
+def test_test_time_warps_pick_the_lowest_entropy_factor_per_utterance(trained, asr):
+    import torch
+
+    inputs = trained["audio"]
+    plain = asr.transcribe(inputs)
+    assert [r.text for r in asr.transcribe(inputs, warps=[1.0])] == [r.text for r in plain]
+    assert all(r.warp is None for r in plain)
+    warps = [0.9, 0.95, 1.05, 1.1]
+    chosen = asr.transcribe(inputs, batch_size=4, warps=warps)
+    # each utterance alone: the factor whose CTC posteriors have the lowest mean entropy, decoded at that factor
+    for path, got in zip(inputs, chosen):
+        wave = torch.from_numpy(asr._load(path, path))[None]
+        lens = torch.tensor([wave.shape[1]])
+        entropy = []
+        for w in warps:
+            with torch.no_grad():
+                out = asr.model(wave, lens, warp=torch.tensor([w]))
+            entropy.append(float(-(out.log_probs.exp() * out.log_probs).sum(-1).mean()))
+        best = warps[int(np.argmin(entropy))]
+        assert got.warp == best
+        assert got.text == asr.transcribe(path, warps=[best])[0].text
+    assert len({r.warp for r in chosen}) > 1, "one factor for every utterance: the per-utterance choice is not tested"
+    with pytest.raises(SpeechseqError, match="warps"):
+        asr.transcribe(inputs, warps=[])
+    with pytest.raises(SpeechseqError, match="warps"):
+        asr.transcribe(inputs, warps=[1.0, 0.0])
