@@ -197,8 +197,7 @@ class Recognizer:
             warp = self.choose_warps(padded, lens, warps) if warps is not None else None
             hyps = self.model.recognize(padded, lens, method, beam_size, spans=own_times, lm=lm, warp=warp)
             shift = self.model.frame_shift_s
-            row_of = {i: row for row, i in enumerate(idx)}
-            for i, hyp in zip(idx, hyps):
+            for row, (i, hyp) in enumerate(zip(idx, hyps)):
                 words = token_times = None
                 if hyp.spans is not None:
                     pieces = [self.tokenizer.id_to_piece(t) for t in hyp.tokens]
@@ -208,7 +207,7 @@ class Recognizer:
                                              max(0.0, s.start * shift + start_shift, s.end * shift + end_shift))
                                    for p, s in zip(pieces, hyp.spans)]
                 results[i] = Transcript(self.tokenizer.decode(hyp.tokens), hyp.tokens, hyp.score, words, token_times,
-                                        None if warp is None else float(warp[row_of[i]]))
+                                        None if warp is None else float(warp[row]))
         if aligner is not None:  # at another rate the aligner reads the inputs itself (one resampling, full band)
             audio = [(w, self.sample_rate) for w in waves] if aligner.sample_rate == self.sample_rate else items
             timed = aligner.align(audio, [r.text for r in results], batch_size)  # type: ignore[union-attr]
