@@ -14,18 +14,26 @@ import torch
 
 from speechseq.audio.io import load_audio
 from speechseq.data.manifest import read_manifest
+from speechseq.errors import SpeechseqError
+from speechseq.infer.ensemble import ensemble_transcribe
 from speechseq.infer.recognizer import load_asr
 from speechseq.text.score import error_rates
 
 
 def decode_manifest(model_dir: str, manifest: str, out_dir: str, method: str = "greedy", beam_size: int = 10,
                     batch_size: int = 16, device: str = "cpu", lm: str | None = None, lm_weight: float = 0.5,
-                    lm_bonus: float = 1.0, int8: bool = False, warps: list[float] | None = None) -> dict:
+                    lm_bonus: float = 1.0, int8: bool = False, warps: list[float] | None = None,
+                    ensemble: list[str] | None = None) -> dict:
     """Decode every utterance; write ``hyp.jsonl`` and ``summary.json`` (WER, CER, RTF) into ``out_dir``. ``lm``: an
     ARPA n-gram over the model's tokenizer pieces, fused into the beam search (CTC, AED, Paraformer). ``int8``:
     int8 dynamic-quantized Linear layers (CPU). ``warps``: test-time VTLN over these factors (``transcribe``'s
-    ``warps``); every hypothesis line then carries its ``warp``."""
+    ``warps``); every hypothesis line then carries its ``warp``. ``ensemble``: more model directories decoded
+    together with ``model_dir`` by n-best rescoring (:func:`speechseq.infer.ensemble.ensemble_transcribe`; ``lm`` is
+    over ``model_dir``'s tokenizer)."""
+    if ensemble and warps:
+        raise SpeechseqError("decode: --ensemble and --warps cannot be combined")
     asr = load_asr(model_dir, device, int8=int8)
+    members = [asr, *(load_asr(d, device, int8=int8) for d in ensemble or [])]
     fusion = asr.load_lm(lm, lm_weight, lm_bonus) if lm else None
     utts = read_manifest(manifest)
     out = Path(out_dir)
@@ -33,7 +41,12 @@ def decode_manifest(model_dir: str, manifest: str, out_dir: str, method: str = "
     waves = [(load_audio(u.audio, asr.sample_rate, u.offset, u.duration)[0], asr.sample_rate) for u in utts]
     audio_s = sum(len(w) for w, _ in waves) / asr.sample_rate
     start = time.perf_counter()
-    results = asr.transcribe(waves, batch_size=batch_size, method=method, beam_size=beam_size, lm=fusion, warps=warps)
+    if len(members) > 1:
+        results = ensemble_transcribe(members, waves, batch_size=batch_size, method=method, beam_size=beam_size,
+                                      lm=fusion)
+    else:
+        results = asr.transcribe(waves, batch_size=batch_size, method=method, beam_size=beam_size, lm=fusion,
+                                 warps=warps)
     if device.startswith("cuda"):
         torch.cuda.synchronize()
     elapsed = time.perf_counter() - start
@@ -46,6 +59,8 @@ def decode_manifest(model_dir: str, manifest: str, out_dir: str, method: str = "
                "decode_s": elapsed, "rtf": elapsed / max(audio_s, 1e-9), "threads": torch.get_num_threads()}
     if int8:
         summary["int8"] = True
+    if len(members) > 1:
+        summary["ensemble"] = [str(d) for d in ensemble or []]
     if warps:
         summary["warps"] = [float(w) for w in warps]
     if lm:
@@ -96,9 +111,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--warps", type=_factors, help="test-time VTLN: comma-separated frequency-warp factors, e.g. "
                    "0.85,0.9,0.95,1,1.05,1.1,1.15,1.2; each utterance is decoded at the one whose CTC posteriors are "
                    "the most certain (one more encoder pass per factor)")
+    p.add_argument("--ensemble", action="append", metavar="MODEL_DIR",
+                   help="another model directory decoded together with --model-dir (repeat for more): every member "
+                        "proposes its n-best, the best mean CTC log-likelihood (+ LM) wins")
     args = p.parse_args(argv)
     s = decode_manifest(args.model_dir, args.manifest, args.out, args.method, args.beam_size, args.batch_size,
-                        args.device, args.lm, args.lm_weight, args.lm_bonus, args.int8, args.warps)
+                        args.device, args.lm, args.lm_weight, args.lm_bonus, args.int8, args.warps,
+                        args.ensemble)
     wer = f"WER {100 * s['wer']:.2f}% CER {100 * s['cer']:.2f}% " if "wer" in s else ""
     print(f"{args.manifest}: {s['utterances']} utts {wer}RTF {s['rtf']:.4f} -> {args.out}")
     return 0

@@ -27,6 +27,8 @@ def method_label(summary: dict) -> str:
     label = summary["method"] + (f" (beam {summary['beam_size']})" if summary["method"] == "beam" else "")
     if summary.get("lm"):
         label += f" + LM (weight {summary['lm_weight']}, bonus {summary['lm_bonus']})"
+    if summary.get("ensemble"):
+        label += f" + ensemble of {len(summary['ensemble']) + 1}"
     if summary.get("warps"):
         label += f" + VTLN ({len(summary['warps'])} warps)"
     return label + (", int8" if summary.get("int8") else "")

@@ -1,0 +1,150 @@
+"""Ensembles by n-best rescoring (``speechseq.infer.ensemble``): the CTC sequence log-likelihood against brute
+force, the choice against an independent argmax, batched == one by one, and the CLI.
+
+Two debug CTC models are trained on the same 40 FSDD digits (a few seconds each): one as the recognizer tests do,
+one with another seed and an 8 kHz front end, so that the members differ in weights and in sample rate.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import shutil
+import types
+from pathlib import Path
+
+import pytest
+import torch
+
+import speechseq
+from speechseq.asr.ctc import BLANK
+from speechseq.audio.io import load_audio
+from speechseq.bin import decode as decode_cli
+from speechseq.config import load_config
+from speechseq.errors import SpeechseqError
+from speechseq.infer.ensemble import ctc_log_likelihoods, ensemble_transcribe
+from speechseq.text.ngram import LmFusion, TokenLmScorer, estimate_from_texts
+from speechseq.text.tokenizer import EOS_ID
+from speechseq.train.asr import AsrExperimentConfig, train_asr
+
+ROOT = Path(__file__).resolve().parents[2]
+DEBUG = ROOT / "recipes" / "conf" / "debug" / "ctc_debug.yaml"
+TRAIN = ["train.max_steps=200", "train.lr=0.005", "train.checkpoint_every=100", "train.log_every=100"]
+
+
+@pytest.fixture(scope="module")
+def members(tmp_path_factory, fsdd_tiny) -> dict:
+    root = tmp_path_factory.mktemp("ensemble")
+    manifest = root / "train.jsonl"
+    shutil.copyfile(fsdd_tiny["train"], manifest)
+    dirs = []
+    for name, extra in (("a", []), ("b", ["train.seed=7", "model.frontend.fbank.sample_rate=8000"])):
+        cfg = load_config(DEBUG, AsrExperimentConfig, TRAIN + extra)
+        train_asr(cfg, root / name, manifest, None, device="cpu")
+        dirs.append(root / name)
+    audio = [json.loads(line)["audio"] for line in manifest.read_text().splitlines()]
+    texts = [json.loads(line)["text"] for line in manifest.read_text().splitlines()]
+    return {"dirs": dirs, "recs": [speechseq.load_asr(d) for d in dirs], "audio": [audio[i] for i in (0, 13, 5, 22,
+            31, 9, 38, 17)], "texts": texts, "root": root}
+
+
+def test_ctc_log_likelihood_is_the_sum_over_all_alignments():
+    torch.manual_seed(0)
+    t, v = 5, 4
+    log_probs = torch.randn(t, v, dtype=torch.float64).log_softmax(-1)
+    seqs = [[], [1], [1, 1], [2, 3], [1, 2, 3, 1], [1, 1, 1], [1, 1, 1, 1]]
+    got = ctc_log_likelihoods(log_probs, seqs)
+    for seq, value in zip(seqs, got.tolist()):
+        total = -math.inf
+        for path in itertools.product(range(v), repeat=t):
+            collapsed = [k for j, k in enumerate(path) if k != BLANK and (j == 0 or path[j - 1] != k)]
+            if collapsed == seq:
+                total = float(torch.logaddexp(torch.tensor(total, dtype=torch.float64), sum(log_probs[j, k] for j, k in enumerate(path))))
+        if total == -math.inf:  # [1, 1, 1, 1] needs 7 frames
+            assert value == -math.inf
+        else:
+            assert value == pytest.approx(total, abs=1e-9)
+    assert got[-1] == -math.inf and got[-2] > -math.inf
+
+
+def _mean_ll(recs, path: str, text: str) -> float:
+    total = 0.0
+    for rec in recs:
+        wave = torch.from_numpy(rec._load(path, path))[None]
+        with torch.no_grad():
+            out = rec.model(wave, torch.tensor([wave.shape[1]]))
+        total += float(ctc_log_likelihoods(out.log_probs[0, : int(out.lens[0])], [rec.tokenizer.encode(text)])[0])
+    return total / len(recs)
+
+
+def test_the_ensemble_picks_the_proposal_with_the_best_mean_likelihood(members):
+    recs, inputs = members["recs"], members["audio"]
+    assert recs[0].sample_rate != recs[1].sample_rate
+    own = [[r.text for r in rec.transcribe(inputs)] for rec in recs]
+    assert own[0] != own[1], "the members agree everywhere: the choice between them is not tested"
+    got = ensemble_transcribe(recs, inputs, batch_size=3, method="greedy")
+    for k, (path, result) in enumerate(zip(inputs, got)):
+        candidates = {own[0][k], own[1][k]}
+        assert result.text in candidates
+        scores = {c: _mean_ll(recs, path, c) for c in candidates}  # each utterance alone
+        assert scores[result.text] == pytest.approx(max(scores.values()), abs=1e-6)
+        assert result.score == pytest.approx(scores[result.text], abs=1e-4)
+        assert result.tokens == recs[0].tokenizer.encode(result.text)
+    # one member twice is that member once; batched == one by one
+    once = [r.text for r in ensemble_transcribe(recs[:1], inputs, method="greedy")]
+    assert once == own[0]
+    assert [r.text for r in ensemble_transcribe([recs[0], recs[0]], inputs, method="greedy")] == once
+    alone = [ensemble_transcribe(recs, [x], batch_size=1, method="greedy")[0].text for x in inputs]
+    assert alone == [r.text for r in got]
+
+
+def test_beam_ensemble_with_lm_scores_and_never_loses_a_members_best(members):
+    recs, inputs = members["recs"], members["audio"]
+    lm = LmFusion(TokenLmScorer(estimate_from_texts(members["texts"], recs[0].tokenizer, 3), recs[0].tokenizer),
+                  0.5, 1.0)
+    got = ensemble_transcribe(recs, inputs, batch_size=4, method="beam", beam_size=4, lm=lm)
+    own_best = [r.text for r in recs[0].transcribe(inputs, method="beam", beam_size=4, lm=lm)]
+    for path, result, best in zip(inputs, got, own_best):
+        tokens = recs[0].tokenizer.encode(result.text)
+        lm_lp = sum(lm.scorer.score(tokens[:k], t) for k, t in enumerate(tokens)) + lm.scorer.score(tokens, EOS_ID)
+        expect = _mean_ll(recs, path, result.text) + lm.weight * lm_lp + lm.length_bonus * len(tokens)
+        assert result.score == pytest.approx(expect, abs=1e-4)
+        # member a's own beam + LM best is among the proposals, so the ensemble's choice scores at least as well
+        btoks = recs[0].tokenizer.encode(best)
+        blp = sum(lm.scorer.score(btoks[:k], t) for k, t in enumerate(btoks)) + lm.scorer.score(btoks, EOS_ID)
+        assert result.score >= _mean_ll(recs, path, best) + lm.weight * blp + lm.length_bonus * len(btoks) - 1e-4
+
+
+def test_bad_ensembles_are_refused(members):
+    recs, inputs = members["recs"], members["audio"]
+    with pytest.raises(SpeechseqError, match="no members"):
+        ensemble_transcribe([], inputs)
+    with pytest.raises(SpeechseqError, match="method"):
+        ensemble_transcribe(recs, inputs, method="sample")
+    alien = LmFusion(types.SimpleNamespace(pieces=["x"] * 40), 0.5, 1.0)
+    with pytest.raises(SpeechseqError, match="tokenizer"):
+        ensemble_transcribe(recs, inputs, method="beam", lm=alien)
+    lm = LmFusion(TokenLmScorer(estimate_from_texts(members["texts"], recs[0].tokenizer, 2), recs[0].tokenizer))
+    with pytest.raises(SpeechseqError, match="beam"):
+        ensemble_transcribe(recs, inputs, method="greedy", lm=lm)
+    with pytest.raises(SpeechseqError, match="list"):
+        ensemble_transcribe(recs, inputs[0])
+
+
+def test_decode_cli_ensemble(members, tmp_path, fsdd_tiny):
+    a, b = members["dirs"]
+    out = tmp_path / "dec"
+    assert decode_cli.main(["--model-dir", str(a), "--ensemble", str(b), "--manifest", str(fsdd_tiny["dev"]),
+                            "--out", str(out), "--method", "greedy"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["ensemble"] == [str(b)] and 0.0 <= summary["wer"]
+    rows = [json.loads(line) for line in (out / "hyp.jsonl").read_text().splitlines()]
+    recs = members["recs"]
+    manifest = [json.loads(line) for line in Path(fsdd_tiny["dev"]).read_text().splitlines()]
+    rate = recs[0].sample_rate  # the CLI reads the audio at the first member's rate
+    expect = ensemble_transcribe(recs, [(load_audio(m["audio"], rate)[0], rate) for m in manifest], method="greedy")
+    assert [r["hyp"] for r in rows] == [e.text for e in expect]
+    with pytest.raises(SpeechseqError, match="ensemble"):
+        decode_cli.decode_manifest(str(a), str(fsdd_tiny["dev"]), str(tmp_path / "x"), ensemble=[str(b)],
+                                   warps=[1.0])
