@@ -17,6 +17,8 @@
 #   --decode-methods --beam-size --device --nproc --train-args "key=value ..." --mwer-steps N --mwer-args "..."
 #   --lm-order N --lm-weight W --lm-bonus B --init MODEL_DIR (fine-tune a trained model: stage 1 takes its tokenizer,
 #   stage 2 starts from its weights; the config must describe the same architecture, e.g. config=MODEL_DIR/config.yaml)
+#   --seeds N (stage 2 also trains N-1 more models, $exp/seed1 ... with train.seed + 1 ..., and stage 4 decodes the
+#   ensemble of all N beside the first model alone: decode --ensemble, into decode_<set>_<method>_ens<N>)
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 . "$here/lib.sh"
@@ -33,16 +35,17 @@ mwer_args=${mwer_args:-"model.paraformer.mwer_weight=0.1 train.lr=0.0002 train.w
 device=${device:-auto}; nproc=${nproc:-1}; train_args=${train_args:-}
 tokenizer_type=${tokenizer_type:-}; vocab_size=${vocab_size:-}
 lm_order=${lm_order:-6}; lm_weight=${lm_weight:-0.6}; lm_bonus=${lm_bonus:-1.5}
-init=${init:-}
+init=${init:-}; seeds=${seeds:-1}
 parse_options "$@"
 check_stages
+[[ "$seeds" =~ ^[1-9][0-9]*$ ]] || die "--seeds must be a positive number of models, got '$seeds'"
 done_dir=$exp
 stage_names=([0]="prepare data" [1]="tokenizer and LM" [2]="train" [3]="MWER fine-tuning" [4]="decode" [5]="score")
 python=${PYTHON:-python}
-# config_value a.b.c: a value of the resolved config (YAML + --train-args overrides)
+# config_value a.b.c: a value of the resolved config (YAML + --train-args overrides, resolved once)
+resolved_config=$($python -m speechseq.bin.train --config "$config" --print-config $train_args)
 config_value() {
-  $python -m speechseq.bin.train --config "$config" --print-config $train_args |
-    $python -c 'import sys, yaml; v = yaml.safe_load(sys.stdin)
+  printf '%s\n' "$resolved_config" | $python -c 'import sys, yaml; v = yaml.safe_load(sys.stdin)
 for k in sys.argv[1].split("."): v = v[k]
 print(v)' "$1"
 }
@@ -51,6 +54,7 @@ if [ -z "$decode_methods" ]; then
   decode_methods="greedy beam"; [ "$kind" = paraformer ] && decode_methods=greedy
   [ "$kind" != aed ] && [ "$lm_order" -gt 0 ] && decode_methods="$decode_methods beam_lm"
 fi
+members=(); for ((k = 1; k < seeds; k++)); do members+=("$exp/seed$k"); done
 models=("$exp"); [ "$kind" = paraformer ] && [ "$mwer_steps" -gt 0 ] && models+=("$exp/mwer")
 decode_device=$device; [ "$decode_device" = auto ] && decode_device=cpu
 mkdir -p "$exp"
@@ -86,6 +90,14 @@ if stage 2; then
   start_opts=(--tokenizer "$exp/tokenizer.model"); [ -n "$init" ] && start_opts=(--init "$init")
   "${launcher[@]}" --config "$config" --exp "$exp" --train "$data/$train_set.jsonl" \
     --dev "$data/$dev_set.jsonl" "${start_opts[@]}" --device "$device" $train_args
+  if [ "$seeds" -gt 1 ]; then
+    base_seed=$(config_value train.seed)
+    for ((k = 1; k < seeds; k++)); do
+      log "stage 2: ensemble member $k of $((seeds - 1)): train.seed=$((base_seed + k)) -> $exp/seed$k"
+      "${launcher[@]}" --config "$config" --exp "$exp/seed$k" --train "$data/$train_set.jsonl" \
+        --dev "$data/$dev_set.jsonl" "${start_opts[@]}" --device "$device" $train_args train.seed=$((base_seed + k))
+    done
+  fi
   mark_done 2
 fi
 
@@ -111,6 +123,12 @@ if stage 4; then
         fi
         $python -m speechseq.bin.decode --model-dir "$model" --manifest "$data/$set.jsonl" \
           --out "$model/decode_${set}_${method}" "${lm_opts[@]}" --beam-size "$beam_size" --device "$decode_device"
+        if [ "$model" = "$exp" ] && [ "$seeds" -gt 1 ]; then
+          ens_opts=(); for m in "${members[@]}"; do ens_opts+=(--ensemble "$m"); done
+          $python -m speechseq.bin.decode --model-dir "$model" "${ens_opts[@]}" --manifest "$data/$set.jsonl" \
+            --out "$model/decode_${set}_${method}_ens$seeds" "${lm_opts[@]}" --beam-size "$beam_size" \
+            --device "$decode_device"
+        fi
       done
     done
   done
@@ -120,7 +138,11 @@ fi
 if stage 5; then
   summaries=()
   for model in "${models[@]}"; do for set in $test_sets; do for method in $decode_methods; do
-    summaries+=("$model/decode_${set}_${method}/summary.json"); done; done; done
+    summaries+=("$model/decode_${set}_${method}/summary.json")
+    if [ "$model" = "$exp" ] && [ "$seeds" -gt 1 ]; then
+      summaries+=("$model/decode_${set}_${method}_ens$seeds/summary.json")
+    fi
+  done; done; done
   table=$($python -m speechseq.bin.score --table "${summaries[@]}")
   { echo "# $(basename "$exp") ($(git -C "$here" rev-parse --short HEAD 2>/dev/null || echo unknown))"; echo; echo "$table"; } > "$exp/RESULTS.md"
   echo; echo "$table"; echo

@@ -79,3 +79,27 @@ def test_paraformer_recipe_decodes_greedy_and_with_the_lm(tmp_path, fsdd_tiny):
     proc = subprocess.run([str(ROOT / "recipes/mwer_ablation.sh"), "--model-dir", str(exp), "--data", env["data"],
                            "--variants", "control oracle"], env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode != 0 and "unknown variant 'oracle'" in proc.stderr
+
+
+def test_seeds_train_an_ensemble_and_decode_it_beside_the_first_model(tmp_path, fsdd_tiny):
+    import torch
+
+    exp, env = recipe_env(tmp_path, fsdd_tiny, "recipes/conf/debug/ctc_debug.yaml")
+    proc = subprocess.run([str(ROOT / "recipes/asr.sh"), "--stage", "1", "--seeds", "2", "--lm-order", "2",
+                           "--decode-methods", "greedy beam_lm", "--beam-size", "2", "--train-args",
+                           "train.max_steps=4"], env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert "seed: 1" in (exp / "seed1" / "config.yaml").read_text()
+    assert (exp / "seed1" / "tokenizer.model").read_bytes() == (exp / "tokenizer.model").read_bytes()
+    first, second = (torch.load(d / "model.pt", map_location="cpu", weights_only=False) for d in (exp, exp / "seed1"))
+    w0, w1 = (m["model"] if "model" in m else m for m in (first, second))
+    assert any(not torch.equal(w0[k], w1[k]) for k in w0), "the second seed trained the same weights"
+    for method in ("greedy", "beam_lm"):
+        summary = json.loads((exp / f"decode_test_{method}_ens2" / "summary.json").read_text())
+        assert summary["ensemble"] == [str(exp / "seed1")]
+    rows = [line.split("|")[2].strip() for line in proc.stdout.splitlines() if line.startswith("| exp/decode_test_")]
+    assert rows == ["greedy", "greedy + ensemble of 2", "beam (beam 2) + LM (weight 0.6, bonus 1.5)",
+                    "beam (beam 2) + LM (weight 0.6, bonus 1.5) + ensemble of 2"]
+    proc = subprocess.run([str(ROOT / "recipes/asr.sh"), "--stage", "5", "--seeds", "0"], env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode != 0 and "--seeds must be a positive number" in proc.stderr

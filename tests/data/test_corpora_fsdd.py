@@ -183,7 +183,8 @@ def test_cv_sh_holds_out_every_speaker_and_pools_the_folds(tmp_path: Path) -> No
            "config": str(ROOT / "recipes/conf/debug/ctc_debug.yaml"), "OMP_NUM_THREADS": "1",
            "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
     proc = subprocess.run([str(ROOT / "egs/fsdd/asr/cv.sh"), "--data-dir", str(tmp_path / "fsdd"), "--no-synth-digits",
-                           "--lm-order", "0", "--decode-methods", "greedy", "--train-args", "train.max_steps=2"],
+                           "--lm-order", "0", "--decode-methods", "greedy", "--seeds", "1", "--train-args",
+                           "train.max_steps=2"],
                           env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-4000:]
     summaries = []

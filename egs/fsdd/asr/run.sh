@@ -7,6 +7,8 @@
 #   egs/fsdd/asr/run.sh --synth-variants 4                 # and by 4 random speed/pitch variants of each voice
 #   egs/fsdd/asr/run.sh --test-speakers theo               # another held-out speaker (default: the last, yweweler);
 #                                                          # egs/fsdd/asr/cv.sh runs every speaker in turn
+#   egs/fsdd/asr/run.sh --seeds 1                          # one model (default: 3 seeds, decoded alone and as an
+#                                                          # ensemble: pooled held-out WER 16.25 -> 14.90% with the LM)
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(cd "$here/../../.." && pwd)
@@ -33,6 +35,7 @@ export data=${data:-$here/data$held_out}
 case "$model" in ctc|paraformer|aed) ;; *) echo "unknown --model $model (ctc, paraformer, aed)" >&2; exit 1 ;; esac
 export exp=${exp:-$here/exp/$model$held_out}
 export config=${config:-$root/recipes/conf/asr/${model}_fsdd.yaml}
+export seeds=${seeds:-3}
 # recipes/asr.sh evals it: the paths are quoted (${x@Q}) and $python is its interpreter
 src="--data-dir ${data_dir@Q}"; [ -n "$download" ] && src="--download ${download@Q}"
 [ "$synth_digits" = 1 ] && src="$src --synth-digits ${data@Q}/synth_digits --synth-variants $synth_variants"
