@@ -95,8 +95,9 @@ def ensemble_transcribe(members: Sequence[Recognizer], inputs: Sequence[AudioInp
     Returns:
         Transcripts whose ``tokens`` are the first member's tokenization and ``score`` the ensemble score above.
     Raises:
-        SpeechseqError: no members, a non-list ``inputs``, an unknown method, batch/beam size below 1, or an ``lm``
-        over a tokenizer no member has, or with method "greedy". Audio errors as :meth:`Recognizer.transcribe`.
+        SpeechseqError: no members, a non-list ``inputs``, an unknown method, batch/beam size below 1, an ``lm``
+        over a tokenizer no member has or with method "greedy", or an AED / Paraformer member trained without its
+        CTC loss (``ctc_weight`` 0). Audio errors as :meth:`Recognizer.transcribe`.
     """
     if not members:
         raise SpeechseqError("ensemble_transcribe: no members")
@@ -108,6 +109,10 @@ def ensemble_transcribe(members: Sequence[Recognizer], inputs: Sequence[AudioInp
     if batch_size < 1 or beam_size < 1:
         raise SpeechseqError(f"ensemble_transcribe: batch_size and beam_size must be >= 1, got {batch_size}, "
                              f"{beam_size}")
+    for member in members:
+        if member.kind != "ctc" and member.model.cfg.ctc_weight <= 0:
+            raise SpeechseqError(f"ensemble_transcribe: the {member.kind} model of {member.tokenizer.model_path} was "
+                                 "trained with ctc_weight 0: its CTC head, which scores the proposals, is untrained")
     lm_member = None
     if lm is not None:
         if method != "beam":

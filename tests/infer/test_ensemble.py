@@ -73,7 +73,7 @@ def _mean_ll(recs, path: str, text: str) -> float:
     for rec in recs:
         wave = torch.from_numpy(rec._load(path, path))[None]
         with torch.no_grad():
-            out = rec.model(wave, torch.tensor([wave.shape[1]]))
+            out = (rec.model if rec.kind == "ctc" else rec.model.ctc)(wave, torch.tensor([wave.shape[1]]))
         total += float(ctc_log_likelihoods(out.log_probs[0, : int(out.lens[0])], [rec.tokenizer.encode(text)])[0])
     return total / len(recs)
 
@@ -114,6 +114,24 @@ def test_beam_ensemble_with_lm_scores_and_never_loses_a_members_best(members):
         btoks = recs[0].tokenizer.encode(best)
         blp = sum(lm.scorer.score(btoks[:k], t) for k, t in enumerate(btoks)) + lm.scorer.score(btoks, EOS_ID)
         assert result.score >= _mean_ll(recs, path, best) + lm.weight * blp + lm.length_bonus * len(btoks) - 1e-4
+
+
+def test_a_paraformer_member_proposes_and_is_scored_by_its_ctc_branch(members, tmp_path):
+    cfg = load_config(ROOT / "recipes" / "conf" / "debug" / "paraformer_debug.yaml", AsrExperimentConfig, TRAIN)
+    train_asr(cfg, tmp_path / "para", members["root"] / "train.jsonl", None, device="cpu")
+    para = speechseq.load_asr(tmp_path / "para")
+    recs, inputs = [members["recs"][0], para], members["audio"]
+    own = [[r.text for r in rec.transcribe(inputs, method="beam", beam_size=3)] for rec in recs]
+    got = ensemble_transcribe(recs, inputs, batch_size=4, method="beam", beam_size=3)
+    for k, (path, result) in enumerate(zip(inputs, got)):
+        assert result.score == pytest.approx(_mean_ll(recs, path, result.text), abs=1e-4)
+        # the Paraformer's own transcript is a proposal: the choice scores at least as well
+        assert result.score >= _mean_ll(recs, path, own[1][k]) - 1e-4
+    cfg = load_config(ROOT / "recipes" / "conf" / "debug" / "paraformer_debug.yaml", AsrExperimentConfig,
+                      ["train.max_steps=1", "model.paraformer.ctc_weight=0"])
+    train_asr(cfg, tmp_path / "para0", members["root"] / "train.jsonl", None, device="cpu")
+    with pytest.raises(SpeechseqError, match="ctc_weight 0"):
+        ensemble_transcribe([recs[0], speechseq.load_asr(tmp_path / "para0")], inputs)
 
 
 def test_bad_ensembles_are_refused(members):
