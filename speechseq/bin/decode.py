@@ -38,8 +38,10 @@ def decode_manifest(model_dir: str, manifest: str, out_dir: str, method: str = "
     utts = read_manifest(manifest)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    waves = [(load_audio(u.audio, asr.sample_rate, u.offset, u.duration)[0], asr.sample_rate) for u in utts]
-    audio_s = sum(len(w) for w, _ in waves) / asr.sample_rate
+    # one model: read at its rate; an ensemble: at the file's own, so that each member resamples once, to its rate
+    rate = asr.sample_rate if len(members) == 1 else None
+    waves = [load_audio(u.audio, rate, u.offset, u.duration) for u in utts]
+    audio_s = sum(len(w) / sr for w, sr in waves)
     start = time.perf_counter()
     if len(members) > 1:
         results = ensemble_transcribe(members, waves, batch_size=batch_size, method=method, beam_size=beam_size,

@@ -20,6 +20,7 @@ branch). No library offers this for PyTorch CTC models, hence our own (a few ten
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Sequence
 
 import torch
@@ -32,18 +33,22 @@ from speechseq.infer.recognizer import AudioInput, Recognizer, Transcript
 from speechseq.text.ngram import LmFusion
 from speechseq.text.tokenizer import EOS_ID
 
+CHUNK = 256
+"""Utterances whose posteriors are held at once: every member decodes a chunk, then it is scored and freed."""
+
 
 def _lm_matches(member: Recognizer, lm: LmFusion | None) -> bool:
     return lm is not None and lm.scorer.pieces[EOS_ID + 1:] == member._pieces[EOS_ID + 1:]
 
 
 @torch.no_grad()
-def _member_pass(member: Recognizer, items: Sequence[AudioInput], batch_size: int, method: str, beam_size: int,
-                 lm: LmFusion | None) -> tuple[list[Tensor], list[list[str]]]:
-    """One member over all inputs: per utterance, its CTC head's (T', V) log-posteriors (CPU) and its proposals."""
-    waves = [member._load(x, f"inputs[{i}]") for i, x in enumerate(items)]
+def _member_pass(member: Recognizer, items: Sequence[AudioInput], first: int, batch_size: int, method: str,
+                 beam_size: int, lm: LmFusion | None) -> tuple[list[Tensor], list[list[list[int]]]]:
+    """One member over ``items`` (``inputs[first:]``, for error messages): per utterance, its CTC head's (T', V)
+    log-posteriors (CPU) and its proposals (token ids)."""
+    waves = [member._load(x, f"inputs[{first + i}]") for i, x in enumerate(items)]
     log_probs: list[Tensor | None] = [None] * len(waves)
-    proposals: list[list[str]] = [[] for _ in waves]
+    proposals: list[list[list[int]]] = [[] for _ in waves]
     fuse = lm if _lm_matches(member, lm) else None
     ctc = member.model if member.kind == "ctc" else member.model.ctc
     for idx, padded, lens in member.padded_batches(waves, batch_size):
@@ -56,7 +61,7 @@ def _member_pass(member: Recognizer, items: Sequence[AudioInput], batch_size: in
             nbests = [[h.tokens] for h in member.model.recognize(padded, lens, method, beam_size, lm=fuse)]
         for row, (i, nbest) in enumerate(zip(idx, nbests)):
             log_probs[i] = out.log_probs[row, : int(out.lens[row])].float().cpu()
-            proposals[i] = [member.tokenizer.decode(tokens) for tokens in nbest]
+            proposals[i] = nbest
     return log_probs, proposals  # type: ignore[return-value]
 
 
@@ -102,7 +107,7 @@ def ensemble_transcribe(members: Sequence[Recognizer], inputs: Sequence[AudioInp
     if not members:
         raise SpeechseqError("ensemble_transcribe: no members")
     if not isinstance(inputs, (list, tuple)) or (len(inputs) == 2 and isinstance(inputs, tuple)
-                                                 and not isinstance(inputs[0], (str, tuple))):
+                                                 and not isinstance(inputs[0], (str, Path, tuple))):
         raise SpeechseqError("ensemble_transcribe: inputs must be a list of paths or (array, sample_rate) pairs")
     if method not in ("greedy", "beam"):
         raise SpeechseqError(f"ensemble_transcribe: unknown method {method!r} (choices: greedy, beam)")
@@ -120,19 +125,45 @@ def ensemble_transcribe(members: Sequence[Recognizer], inputs: Sequence[AudioInp
         lm_member = next((m for m in members if _lm_matches(m, lm)), None)
         if lm_member is None:
             raise SpeechseqError("ensemble_transcribe: the LM was built over a tokenizer that no member has")
-    passes = [_member_pass(m, inputs, batch_size, method, beam_size, lm) for m in members]
+    # members with the same pieces share token ids: a proposal's own ids are scored as well as the text's
+    # re-encoding (a CTC model may emit another segmentation of the same text than the tokenizer's encode)
+    groups = [next(g for g, o in enumerate(members) if o._pieces == m._pieces) for m in members]
     results = []
-    for i in range(len(inputs)):
-        candidates = list(dict.fromkeys(text for _, proposals in passes for text in proposals[i]))
-        total = torch.zeros(len(candidates), dtype=torch.float64)
-        for member, (log_probs, _) in zip(members, passes):
-            total += ctc_log_likelihoods(log_probs[i], [member.tokenizer.encode(c) for c in candidates])
-        total /= len(members)
-        if lm is not None:
-            for k, text in enumerate(candidates):
-                tokens = lm_member.tokenizer.encode(text)  # type: ignore[union-attr]
-                total[k] += lm.weight * _lm_logprob(lm, tokens) + lm.length_bonus * len(tokens)
-        best = int(total.argmax())
-        text = candidates[best]
-        results.append(Transcript(text, members[0].tokenizer.encode(text), float(total[best])))
+    for first in range(0, len(inputs), CHUNK):  # bounded memory: the posteriors of CHUNK utterances at a time
+        items = inputs[first:first + CHUNK]
+        passes = [_member_pass(m, items, first, batch_size, method, beam_size, lm) for m in members]
+        for i in range(len(items)):
+            results.append(_choose([p[1][i] for p in passes], [p[0][i] for p in passes], members, groups, lm,
+                                   lm_member))
     return results
+
+
+def _choose(proposals: list[list[list[int]]], log_probs: list[Tensor], members: Sequence[Recognizer],
+            groups: list[int], lm: LmFusion | None, lm_member: Recognizer | None) -> Transcript:
+    """One utterance: every member's proposals (token ids) and CTC posteriors -> the best-scoring transcript."""
+    texts: dict[str, dict[int, set[tuple[int, ...]]]] = {}  # text -> tokenizer group -> proposed token sequences
+    for member, group, nbest in zip(members, groups, proposals):
+        for tokens in nbest:
+            texts.setdefault(member.tokenizer.decode(tokens), {}).setdefault(group, set()).add(tuple(tokens))
+    candidates = list(texts)
+    total = torch.zeros(len(candidates), dtype=torch.float64)
+    counted = 0
+    for member, group, lp in zip(members, groups, log_probs):
+        seqs, owner = [], []
+        for k, text in enumerate(candidates):
+            for tokens in {tuple(member.tokenizer.encode(text)), *texts[text].get(group, ())}:
+                seqs.append(list(tokens))
+                owner.append(k)
+        ll = ctc_log_likelihoods(lp, seqs)
+        best = torch.full((len(candidates),), -torch.inf, dtype=torch.float64)
+        best.scatter_reduce_(0, torch.tensor(owner), ll, reduce="amax")
+        if torch.isfinite(best).any():  # a member that can align nothing (no frames) has no say
+            total += best
+            counted += 1
+    total /= max(counted, 1)
+    if lm is not None:
+        for k, text in enumerate(candidates):
+            tokens = lm_member.tokenizer.encode(text)  # type: ignore[union-attr]
+            total[k] += lm.weight * _lm_logprob(lm, tokens) + lm.length_bonus * len(tokens)
+    k = int(total.argmax())
+    return Transcript(candidates[k], members[0].tokenizer.encode(candidates[k]), float(total[k]))
