@@ -18,7 +18,8 @@
 #   --lm-order N --lm-weight W --lm-bonus B --init MODEL_DIR (fine-tune a trained model: stage 1 takes its tokenizer,
 #   stage 2 starts from its weights; the config must describe the same architecture, e.g. config=MODEL_DIR/config.yaml)
 #   --seeds N (stage 2 also trains N-1 more models, $exp/seed1 ... with train.seed + 1 ..., and stage 4 decodes the
-#   ensemble of all N beside the first model alone: decode --ensemble, into decode_<set>_<method>_ens<N>)
+#   ensemble of all N beside the first model alone: decode --ensemble, into decode_<set>_<method>_ens<N>; with
+#   --init every member starts from the same weights; for Paraformer the ensemble is of the models before MWER)
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 . "$here/lib.sh"
@@ -113,6 +114,9 @@ if stage 3; then
 fi
 
 if stage 4; then
+  for m in "${members[@]}"; do  # e.g. an experiment trained before --seeds, decoded again with it
+    [ -f "$m/model.pt" ] || die "--seeds $seeds: ensemble member $m is not trained; run stage 2 again (--stage 2 --force true)"
+  done
   for model in "${models[@]}"; do
     for set in $test_sets; do
       for method in $decode_methods; do

@@ -100,6 +100,10 @@ def test_seeds_train_an_ensemble_and_decode_it_beside_the_first_model(tmp_path, 
     rows = [line.split("|")[2].strip() for line in proc.stdout.splitlines() if line.startswith("| exp/decode_test_")]
     assert rows == ["greedy", "greedy + ensemble of 2", "beam (beam 2) + LM (weight 0.6, bonus 1.5)",
                     "beam (beam 2) + LM (weight 0.6, bonus 1.5) + ensemble of 2"]
+    proc = subprocess.run([str(ROOT / "recipes/asr.sh"), "--stage", "4", "--force", "true", "--seeds", "3",
+                           "--lm-order", "2", "--decode-methods", "greedy"], env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode != 0 and f"ensemble member {exp / 'seed2'} is not trained" in proc.stderr
     proc = subprocess.run([str(ROOT / "recipes/asr.sh"), "--stage", "5", "--seeds", "0"], env=env,
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode != 0 and "--seeds must be a positive number" in proc.stderr

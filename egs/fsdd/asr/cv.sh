@@ -5,7 +5,9 @@
 #   egs/fsdd/asr/cv.sh --data-dir DIR --synth-variants 4 --model paraformer    # run.sh options pass through
 # Fold k uses data=$data_root/cv_<speaker> and exp=$exp_root/<model>_cv_<speaker> (data_root defaults to
 # egs/fsdd/asr/data_cv, exp_root to egs/fsdd/asr/exp); finished stages of a fold are skipped (run.sh's .done
-# markers), so to compare options give each setting its own data_root and exp_root.
+# markers), so to compare options give each setting its own data_root and exp_root. run.sh trains 3 seeds per fold by
+# default (--seeds 1: one model, a third of the time); the table then pools the first model's rows and the
+# ensemble's ("+ ensemble of 3") separately.
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(cd "$here/../../.." && pwd)
