@@ -20,7 +20,6 @@ branch). No library offers this for PyTorch CTC models, hence our own (a few ten
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Sequence
 
 import torch
@@ -29,16 +28,12 @@ from torch import Tensor
 
 from speechseq.asr.ctc import BLANK, greedy_decode, prefix_beam_search
 from speechseq.errors import SpeechseqError
-from speechseq.infer.recognizer import AudioInput, Recognizer, Transcript
+from speechseq.infer.recognizer import AudioInput, Recognizer, Transcript, is_single_input
 from speechseq.text.ngram import LmFusion
 from speechseq.text.tokenizer import EOS_ID
 
 CHUNK = 256
 """Utterances whose posteriors are held at once: every member decodes a chunk, then it is scored and freed."""
-
-
-def _lm_matches(member: Recognizer, lm: LmFusion | None) -> bool:
-    return lm is not None and lm.scorer.pieces[EOS_ID + 1:] == member._pieces[EOS_ID + 1:]
 
 
 @torch.no_grad()
@@ -49,7 +44,7 @@ def _member_pass(member: Recognizer, items: Sequence[AudioInput], first: int, ba
     waves = [member._load(x, f"inputs[{first + i}]") for i, x in enumerate(items)]
     log_probs: list[Tensor | None] = [None] * len(waves)
     proposals: list[list[list[int]]] = [[] for _ in waves]
-    fuse = lm if _lm_matches(member, lm) else None
+    fuse = lm if lm is not None and member.fits(lm) else None
     ctc = member.model if member.kind == "ctc" else member.model.ctc
     for idx, padded, lens in member.padded_batches(waves, batch_size):
         out = ctc(padded, lens)
@@ -106,8 +101,7 @@ def ensemble_transcribe(members: Sequence[Recognizer], inputs: Sequence[AudioInp
     """
     if not members:
         raise SpeechseqError("ensemble_transcribe: no members")
-    if not isinstance(inputs, (list, tuple)) or (len(inputs) == 2 and isinstance(inputs, tuple)
-                                                 and not isinstance(inputs[0], (str, Path, tuple))):
+    if is_single_input(inputs):
         raise SpeechseqError("ensemble_transcribe: inputs must be a list of paths or (array, sample_rate) pairs")
     if method not in ("greedy", "beam"):
         raise SpeechseqError(f"ensemble_transcribe: unknown method {method!r} (choices: greedy, beam)")
@@ -122,7 +116,7 @@ def ensemble_transcribe(members: Sequence[Recognizer], inputs: Sequence[AudioInp
     if lm is not None:
         if method != "beam":
             raise SpeechseqError("ensemble_transcribe: LM fusion is for method 'beam'")
-        lm_member = next((m for m in members if _lm_matches(m, lm)), None)
+        lm_member = next((m for m in members if m.fits(lm)), None)
         if lm_member is None:
             raise SpeechseqError("ensemble_transcribe: the LM was built over a tokenizer that no member has")
     # members with the same pieces share token ids: a proposal's own ids are scored as well as the text's

@@ -127,6 +127,10 @@ class Recognizer:
         + ``length_bonus`` per token; Paraformer's beam over its CIF slots likewise."""
         return LmFusion(TokenLmScorer(read_arpa(arpa), self.tokenizer), weight, length_bonus)
 
+    def fits(self, lm: LmFusion) -> bool:
+        """Whether ``lm`` scores this model's tokens: its scorer was built over the same pieces."""
+        return lm.scorer.pieces[EOS_ID + 1:] == self._pieces[EOS_ID + 1:]
+
     def padded_batches(self, waves: Sequence[np.ndarray], batch_size: int
                        ) -> Iterator[tuple[list[int], Tensor, Tensor]]:
         """The batches ``transcribe`` decodes: waves (at the model's rate) sorted by length, ``batch_size`` at a time,
@@ -180,15 +184,14 @@ class Recognizer:
             raise SpeechseqError(f"transcribe: batch_size and beam_size must be >= 1, got {batch_size}, {beam_size}")
         if lm is not None and method != "beam":
             raise SpeechseqError(f"transcribe: LM fusion is for beam search (method 'beam'), not {method!r}")
-        if lm is not None and lm.scorer.pieces[EOS_ID + 1:] != self._pieces[EOS_ID + 1:]:
+        if lm is not None and not self.fits(lm):
             raise SpeechseqError("transcribe: the LM's scorer was built over another tokenizer than this model's "
                                  f"({self.tokenizer.model_path}); make it with this recognizer's load_lm")
         if aligner is not None and not word_timestamps:
             raise SpeechseqError("transcribe: an aligner times words; it needs word_timestamps=True")
         if warps is not None and (len(warps) == 0 or not all(0.0 < float(w) < float("inf") for w in warps)):
             raise SpeechseqError(f"transcribe: warps must be a non-empty list of positive factors, got {list(warps)}")
-        single = not isinstance(inputs, (list, tuple)) or (isinstance(inputs, tuple) and len(inputs) == 2
-                                                            and not isinstance(inputs[0], (str, Path, tuple)))
+        single = is_single_input(inputs)
         items = [inputs] if single else list(inputs)
         waves = [self._load(x, "input array" if single else f"inputs[{i}]") for i, x in enumerate(items)]
         results: list[Transcript | None] = [None] * len(waves)
@@ -264,6 +267,13 @@ class Recognizer:
                 pieces = [self.tokenizer.id_to_piece(t) for t in target.tokens]
                 results[i] = word_times(spans, pieces, self.model.frame_shift_s, *self.timing)
         return results
+
+
+def is_single_input(inputs: AudioInput | Sequence[AudioInput]) -> bool:
+    """Whether ``inputs`` is one input (a path or an (array, sample_rate) pair) rather than a list or tuple of them:
+    a 2-tuple is a pair unless its first item is a path or a pair itself."""
+    return not isinstance(inputs, (list, tuple)) or (isinstance(inputs, tuple) and len(inputs) == 2
+                                                     and not isinstance(inputs[0], (str, Path, tuple)))
 
 
 def _with_transcript_words(words: list[WordTime], text: str) -> list[WordTime]:
