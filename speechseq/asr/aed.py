@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from speechseq.asr.conformer import ConformerConfig
-from speechseq.asr.ctc import BLANK, CtcConfig, CtcModel, Hypothesis, TokenSpan, attach_spans
+from speechseq.asr.ctc import BLANK, CtcConfig, CtcModel, CtcOutput, Hypothesis, TokenSpan, attach_spans
 from speechseq.asr.frontend import Frontend, FrontendConfig
 from speechseq.layers.decoder import IGNORE, KV, DecoderConfig, TransformerDecoder, append_eos, sinusoidal_positions
 from speechseq.layers.masks import valid_mask
@@ -162,9 +162,17 @@ class AedModel(nn.Module):
         x the utterance's encoder frames). ``lm``: n-gram shallow fusion in the beam search. ``warp``: (B,) test-time
         frequency-warp factors for the front end (:meth:`CtcModel.forward`).
         """
+        return self.decode_encoded(self.ctc(waves, wave_lens, warp=warp), method, beam_size, spans, min_len, max_len,
+                                   lm)
+
+    @torch.no_grad()
+    def decode_encoded(self, enc: CtcOutput, method: str = "greedy", beam_size: int | None = None,
+                       spans: bool = False, min_len: int = 0, max_len: int | None = None,
+                       lm: LmFusion | None = None) -> list[Hypothesis]:
+        """:meth:`recognize` after the encoder: decode ``enc``, an output of ``self.ctc`` (for callers that also
+        need the CTC posteriors of the same pass, such as ensembles)."""
         if lm is not None and method != "beam":
             raise ValueError(f"LM fusion needs method 'beam', got {method!r}")
-        enc = self.ctc(waves, wave_lens, warp=warp)
         max_lens = self._max_lens(enc.lens, max_len)
         if method == "greedy":
             hyps = self.greedy_search(enc.hidden, enc.lens, min_len, max_lens)

@@ -40,7 +40,7 @@ from rapidfuzz.distance import Levenshtein
 from torch import Tensor, nn
 
 from speechseq.asr.conformer import ConformerConfig
-from speechseq.asr.ctc import CtcConfig, CtcModel, Hypothesis, TokenSpan, attach_spans
+from speechseq.asr.ctc import CtcConfig, CtcModel, CtcOutput, Hypothesis, TokenSpan, attach_spans
 from speechseq.asr.frontend import Frontend, FrontendConfig
 from speechseq.errors import ConfigError
 from speechseq.layers.decoder import IGNORE, DecoderConfig, TransformerDecoder, append_eos, sinusoidal_positions
@@ -367,21 +367,27 @@ class ParaformerModel(nn.Module):
         over the same slots, with n-gram shallow fusion when ``lm``; without an LM it returns the greedy result).
         ``spans``: also give every token's frames from the same pass's CIF weights (see :meth:`token_spans`).
         ``warp``: (B,) test-time frequency-warp factors for the front end (:meth:`CtcModel.forward`)."""
+        return self.decode_encoded(self.ctc(waves, wave_lens, warp=warp), method, beam_size, spans, lm)
+
+    @torch.no_grad()
+    def decode_encoded(self, enc: CtcOutput, method: str = "greedy", beam_size: int = 10, spans: bool = False,
+                       lm: LmFusion | None = None) -> list[Hypothesis]:
+        """:meth:`recognize` after the encoder: decode ``enc``, an output of ``self.ctc`` (for callers that also
+        need the CTC posteriors of the same pass, such as ensembles)."""
         if method not in ("greedy", "beam"):
             raise ValueError(f"unknown Paraformer decoding method {method!r} (choices: greedy, beam)")
         if lm is not None and method != "beam":
             raise ValueError(f"LM fusion needs method 'beam', got {method!r}")
-        enc = self.ctc(waves, wave_lens, warp=warp)
         hidden, hidden_lens = enc.hidden, enc.lens
         alphas, hidden_ext = self._inference_alphas(hidden, hidden_lens)
         embeds, fired = cif(hidden_ext, alphas, self.cfg.threshold)
         out = []
         if embeds.shape[1] == 0:
-            return [Hypothesis([], [], 0.0, [] if spans else None) for _ in range(waves.shape[0])]
+            return [Hypothesis([], [], 0.0, [] if spans else None) for _ in range(hidden.shape[0])]
         logp = self._slot_logp(embeds, fired, hidden, hidden_lens)
         best, ids = logp.max(-1)
         frames = fire_frames(alphas, embeds.shape[1], self.cfg.threshold)
-        for b in range(waves.shape[0]):
+        for b in range(hidden.shape[0]):
             n = int(fired[b])
             if method == "beam" and lm is not None:
                 row, score = slot_beam_search(logp[b, :n], beam_size, lm)

@@ -53,7 +53,7 @@ def _member_pass(member: Recognizer, items: Sequence[AudioInput], first: int, ba
         elif member.kind == "ctc":
             nbests = [[h.tokens] for h in greedy_decode(out.log_probs, out.lens)]
         else:
-            nbests = [[h.tokens] for h in member.model.recognize(padded, lens, method, beam_size, lm=fuse)]
+            nbests = [[h.tokens] for h in member.model.decode_encoded(out, method, beam_size, lm=fuse)]
         for row, (i, nbest) in enumerate(zip(idx, nbests)):
             log_probs[i] = out.log_probs[row, : int(out.lens[row])].float().cpu()
             proposals[i] = nbest

@@ -126,7 +126,11 @@ def test_a_paraformer_member_proposes_and_is_scored_by_its_ctc_branch(members, t
     para = speechseq.load_asr(tmp_path / "para")
     recs, inputs = [members["recs"][0], para], members["audio"]
     own = [[r.text for r in rec.transcribe(inputs, method="beam", beam_size=3)] for rec in recs]
+    calls = []
+    hook = para.model.ctc.encoder.register_forward_hook(lambda *_: calls.append(1))
     got = ensemble_transcribe(recs, inputs, batch_size=4, method="beam", beam_size=3)
+    hook.remove()
+    assert len(calls) == 2  # one encoder pass per batch of 4 serves its posteriors and its proposals
     for k, (path, result) in enumerate(zip(inputs, got)):
         assert result.score == pytest.approx(_mean_ll(recs, path, result.text), rel=1e-4, abs=1e-3)
         # the Paraformer's own transcript is a proposal: the choice scores at least as well
