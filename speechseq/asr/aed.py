@@ -129,6 +129,27 @@ class AedModel(nn.Module):
                             valid_mask(hidden_lens, hidden.shape[1]))
         return self.out(y)
 
+    @torch.no_grad()
+    def sequence_log_probs(self, hidden: Tensor, token_seqs: list[list[int]]) -> Tensor:
+        """log p(tokens, <eos> | x) under the decoder (teacher-forced), for each of ``token_seqs`` against one
+        utterance's (T', D) encoder output: (N,) float64 on the CPU. Without encoder frames every score is 0 (the
+        decoder has nothing to attend to, so it has no say)."""
+        n = len(token_seqs)
+        if n == 0 or hidden.shape[0] == 0:
+            return torch.zeros(n, dtype=torch.float64)
+        dev = next(self.parameters()).device
+        lens = torch.tensor([len(s) for s in token_seqs], device=dev)
+        tokens = torch.zeros(n, int(lens.max()), dtype=torch.long, device=dev)
+        for i, seq in enumerate(token_seqs):
+            tokens[i, : len(seq)] = torch.tensor(seq, dtype=torch.long)
+        valid = valid_mask(lens, tokens.shape[1])
+        inp = torch.cat([torch.full((n, 1), BOS_ID, device=dev), torch.where(valid, tokens, EOS_ID)], 1)
+        target = append_eos(tokens, lens)
+        memory = hidden.to(dev)[None].expand(n, -1, -1)
+        logp = self.decode_full(inp, memory, torch.full((n,), hidden.shape[0], device=dev)).float().log_softmax(-1)
+        picked = logp.gather(-1, target.clamp(min=0)[..., None])[..., 0].masked_fill(target == IGNORE, 0.0)
+        return picked.sum(1).double().cpu()
+
     def init_state(self, hidden: Tensor, hidden_lens: Tensor) -> DecoderState:
         return DecoderState(self.decoder.memory_kv(hidden), valid_mask(hidden_lens, hidden.shape[1]), None, 0)
 

@@ -6,16 +6,18 @@
 
 Every member proposes transcripts for an utterance (its CTC prefix-beam n-best, or its greedy / beam 1-best for
 AED and Paraformer and for method "greedy"); every member then scores every proposed transcript by its CTC head's
-log-likelihood, summed over all alignments (the CTC forward algorithm); the transcript with the best mean
-log-likelihood over the members (plus, with ``lm``, the LM's weighted log-prob and the length bonus, as in shallow
-fusion) wins. This is a product of the members' sequence posteriors, restricted to what some member proposed.
+log-likelihood, summed over all alignments (the CTC forward algorithm); an AED member mixes that with its decoder's
+teacher-forced log-prob of the tokens and <eos> as it was trained, ``ctc_weight x CTC + (1 - ctc_weight) x decoder``;
+the transcript with the best mean score over the members (plus, with ``lm``, the LM's weighted log-prob and the
+length bonus, as in shallow fusion) wins. This is a product of the members' sequence posteriors, restricted to what
+some member proposed.
 
 Why sequence level rather than averaged frame posteriors: the CTC spikes of separately trained models need not fall
 on the same frames, and averaging per frame splits a spike between a token and blank. (Measured on FSDD with one
 model decoded at eight frequency warps, whose frames do line up: averaged posteriors gave 17.6% WER against
 14.2% at warp 1.0, egs/fsdd/asr/RESULTS.md.) The forward score lets each member time the transcript its own way, so
-members may differ in tokenizer, frame rate, sample rate and kind (AED and Paraformer are scored by their CTC
-branch). No library offers this for PyTorch CTC models, hence our own (a few tensor calls over torch's CTC loss).
+members may differ in tokenizer, frame rate, sample rate and kind (Paraformer is scored by its CTC branch alone:
+its decoder reads one CIF slot per token, so it cannot score a transcript of another length without re-timing it). No library offers this for PyTorch CTC models, hence our own (a few tensor calls over torch's CTC loss).
 """
 
 from __future__ import annotations
@@ -38,11 +40,14 @@ CHUNK = 256
 
 @torch.no_grad()
 def _member_pass(member: Recognizer, items: Sequence[AudioInput], first: int, batch_size: int, method: str,
-                 beam_size: int, lm: LmFusion | None) -> tuple[list[Tensor], list[list[list[int]]]]:
+                 beam_size: int, lm: LmFusion | None
+                 ) -> tuple[list[Tensor], list[Tensor | None], list[list[list[int]]]]:
     """One member over ``items`` (``inputs[first:]``, for error messages): per utterance, its CTC head's (T', V)
-    log-posteriors (CPU) and its proposals (token ids)."""
+    log-posteriors, an AED member's (T', D) encoder output for its decoder's scores (else None), both on the CPU,
+    and its proposals (token ids)."""
     waves = [member._load(x, f"inputs[{first + i}]") for i, x in enumerate(items)]
     log_probs: list[Tensor | None] = [None] * len(waves)
+    hiddens: list[Tensor | None] = [None] * len(waves)
     proposals: list[list[list[int]]] = [[] for _ in waves]
     fuse = lm if lm is not None and member.fits(lm) else None
     ctc = member.model if member.kind == "ctc" else member.model.ctc
@@ -56,8 +61,10 @@ def _member_pass(member: Recognizer, items: Sequence[AudioInput], first: int, ba
             nbests = [[h.tokens] for h in member.model.decode_encoded(out, method, beam_size, lm=fuse)]
         for row, (i, nbest) in enumerate(zip(idx, nbests)):
             log_probs[i] = out.log_probs[row, : int(out.lens[row])].float().cpu()
+            if member.kind == "aed":
+                hiddens[i] = out.hidden[row, : int(out.lens[row])].cpu()
             proposals[i] = nbest
-    return log_probs, proposals  # type: ignore[return-value]
+    return log_probs, hiddens, proposals  # type: ignore[return-value]
 
 
 def ctc_log_likelihoods(log_probs: Tensor, token_seqs: Sequence[Sequence[int]]) -> Tensor:
@@ -90,7 +97,7 @@ def ensemble_transcribe(members: Sequence[Recognizer], inputs: Sequence[AudioInp
         method: how each member proposes: "beam" (a CTC member's whole prefix-beam n-best, an AED or Paraformer
             member's beam 1-best) or "greedy" (each member's greedy transcript).
         lm: shallow fusion for the proposals of the members that share its tokenizer, and in the final score:
-            ``mean CTC log-likelihood + lm.weight * LM log-prob (with </s>) + lm.length_bonus * tokens`` with the
+            ``mean member score + lm.weight * LM log-prob (with </s>) + lm.length_bonus * tokens`` with the
             tokens of the first member that shares the LM's tokenizer.
     Returns:
         Transcripts whose ``tokens`` are the first member's tokenization and ``score`` the ensemble score above.
@@ -127,14 +134,16 @@ def ensemble_transcribe(members: Sequence[Recognizer], inputs: Sequence[AudioInp
         items = inputs[first:first + CHUNK]
         passes = [_member_pass(m, items, first, batch_size, method, beam_size, lm) for m in members]
         for i in range(len(items)):
-            results.append(_choose([p[1][i] for p in passes], [p[0][i] for p in passes], members, groups, lm,
-                                   lm_member))
+            results.append(_choose([p[2][i] for p in passes], [p[0][i] for p in passes], [p[1][i] for p in passes],
+                                   members, groups, lm, lm_member))
     return results
 
 
-def _choose(proposals: list[list[list[int]]], log_probs: list[Tensor], members: Sequence[Recognizer],
-            groups: list[int], lm: LmFusion | None, lm_member: Recognizer | None) -> Transcript:
-    """One utterance: every member's proposals (token ids) and CTC posteriors -> the best-scoring transcript."""
+def _choose(proposals: list[list[list[int]]], log_probs: list[Tensor], hiddens: list[Tensor | None],
+            members: Sequence[Recognizer], groups: list[int], lm: LmFusion | None,
+            lm_member: Recognizer | None) -> Transcript:
+    """One utterance: every member's proposals (token ids), CTC posteriors and (AED) encoder output -> the
+    best-scoring transcript."""
     texts: dict[str, dict[int, set[tuple[int, ...]]]] = {}  # text -> tokenizer group -> proposed token sequences
     for member, group, nbest in zip(members, groups, proposals):
         for tokens in nbest:
@@ -142,13 +151,16 @@ def _choose(proposals: list[list[list[int]]], log_probs: list[Tensor], members: 
     candidates = list(texts)
     total = torch.zeros(len(candidates), dtype=torch.float64)
     counted = 0
-    for member, group, lp in zip(members, groups, log_probs):
+    for member, group, lp, hidden in zip(members, groups, log_probs, hiddens):
         seqs, owner = [], []
         for k, text in enumerate(candidates):
             for tokens in {tuple(member.tokenizer.encode(text)), *texts[text].get(group, ())}:
                 seqs.append(list(tokens))
                 owner.append(k)
         ll = ctc_log_likelihoods(lp, seqs)
+        if hidden is not None:  # an AED member scores as it was trained: w x CTC + (1 - w) x its decoder
+            w = member.model.cfg.ctc_weight
+            ll = w * ll + (1 - w) * member.model.sequence_log_probs(hidden, seqs)
         best = torch.full((len(candidates),), -torch.inf, dtype=torch.float64)
         best.scatter_reduce_(0, torch.tensor(owner), ll, reduce="amax")
         if torch.isfinite(best).any():  # a member that can align nothing (no frames) has no say

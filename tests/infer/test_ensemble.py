@@ -25,7 +25,7 @@ from speechseq.errors import SpeechseqError
 from speechseq.infer import ensemble
 from speechseq.infer.ensemble import ctc_log_likelihoods, ensemble_transcribe
 from speechseq.text.ngram import LmFusion, TokenLmScorer, estimate_from_texts
-from speechseq.text.tokenizer import EOS_ID
+from speechseq.text.tokenizer import BOS_ID, EOS_ID
 from speechseq.train.asr import AsrExperimentConfig, train_asr
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -142,6 +142,49 @@ def test_a_paraformer_member_proposes_and_is_scored_by_its_ctc_branch(members, t
         ensemble_transcribe([recs[0], speechseq.load_asr(tmp_path / "para0")], inputs)
 
 
+def _aed_score(rec, path: str, text: str) -> float:
+    """An AED member's score of ``text``, computed independently: its CTC forward score mixed with its decoder's
+    log-prob of the tokens and <eos>, summed step by step through the KV-cached decoder."""
+    wave = torch.from_numpy(rec._load(path, path))[None]
+    tokens = rec.tokenizer.encode(text)
+    with torch.no_grad():
+        enc = rec.model.ctc(wave, torch.tensor([wave.shape[1]]))
+        state = rec.model.init_state(enc.hidden, enc.lens)
+        att, last = 0.0, torch.tensor([BOS_ID])
+        for tok in tokens + [EOS_ID]:
+            logp, state = rec.model.step(last, state)
+            att += float(logp[0, tok])
+            last = torch.tensor([tok])
+    ctc = float(ctc_log_likelihoods(enc.log_probs[0, : int(enc.lens[0])], [tokens])[0])
+    w = rec.model.cfg.ctc_weight
+    return w * ctc + (1 - w) * att
+
+
+def test_an_aed_member_is_scored_by_its_decoder_and_its_ctc_branch(members, tmp_path):
+    cfg = load_config(ROOT / "recipes" / "conf" / "debug" / "aed_debug.yaml", AsrExperimentConfig, TRAIN)
+    train_asr(cfg, tmp_path / "aed", members["root"] / "train.jsonl", None, device="cpu")
+    aed = speechseq.load_asr(tmp_path / "aed")
+    recs, inputs = [members["recs"][0], aed], members["audio"]
+    own = [r.text for r in aed.transcribe(inputs, method="beam", beam_size=3)]
+    got = ensemble_transcribe(recs, inputs, batch_size=4, method="beam", beam_size=3)
+    for k, (path, result) in enumerate(zip(inputs, got)):
+        mean = (_mean_ll(recs[:1], path, result.text) + _aed_score(aed, path, result.text)) / 2
+        assert result.score == pytest.approx(mean, rel=1e-4, abs=1e-3)
+        # the AED's own beam transcript is a proposal: the choice scores at least as well
+        assert result.score >= (_mean_ll(recs[:1], path, own[k]) + _aed_score(aed, path, own[k])) / 2 - 1e-3
+    # teacher-forced scores of several sequences at once == the cached step-by-step sum, one by one
+    wave = torch.from_numpy(aed._load(inputs[0], inputs[0]))[None]
+    with torch.no_grad():
+        enc = aed.model.ctc(wave, torch.tensor([wave.shape[1]]))
+    texts = ["one", "two three", ""]
+    batch = aed.model.sequence_log_probs(enc.hidden[0], [aed.tokenizer.encode(t) for t in texts])
+    w = aed.model.cfg.ctc_weight
+    for text, value in zip(texts, batch.tolist()):
+        tokens = aed.tokenizer.encode(text)
+        ctc = float(ctc_log_likelihoods(enc.log_probs[0], [tokens])[0])
+        assert w * ctc + (1 - w) * value == pytest.approx(_aed_score(aed, inputs[0], text), abs=1e-4)
+
+
 def test_bad_ensembles_are_refused(members):
     recs, inputs = members["recs"], members["audio"]
     with pytest.raises(SpeechseqError, match="no members"):
@@ -193,7 +236,7 @@ def test_a_proposal_is_scored_by_its_own_segmentation_too():
     lp = torch.full((4, 7), -9.0)
     lp[0, 4] = lp[1, 0] = lp[2, 5] = lp[3, 0] = 0.0  # frames say a, blank, b, blank
     lp = lp.log_softmax(-1)
-    got = _choose([[[4, 5]]], [lp], [member], [0], None, None)
+    got = _choose([[[4, 5]]], [lp], [None], [member], [0], None, None)
     split, whole = ctc_log_likelihoods(lp, [[4, 5], [6]]).tolist()
     assert got.text == "ab" and split > whole + 5
     assert got.score == pytest.approx(split)
