@@ -130,6 +130,14 @@ class AedModel(nn.Module):
         return self.out(y)
 
     @torch.no_grad()
+    def nbest_encoded(self, enc: CtcOutput, beam_size: int | None = None,
+                      lm: LmFusion | None = None) -> list[list[Hypothesis]]:
+        """Beam search's whole n-best (:meth:`beam_nbest`) of ``enc``, an output of ``self.ctc``, with the default
+        token budget: the proposals of an AED ensemble member."""
+        return self.beam_nbest(enc.hidden, enc.lens, beam_size or self.cfg.beam_size, 0, self._max_lens(enc.lens, None),
+                               enc.log_probs, lm)
+
+    @torch.no_grad()
     def sequence_log_probs(self, hidden: Tensor, token_seqs: list[list[int]]) -> Tensor:
         """log p(tokens, <eos> | x) under the decoder (teacher-forced), for each of ``token_seqs`` against one
         utterance's (T', D) encoder output: (N,) float64 on the CPU. Without encoder frames every score is 0 (the
@@ -240,7 +248,14 @@ class AedModel(nn.Module):
 
     def beam_search(self, hidden: Tensor, hidden_lens: Tensor, beam_size: int, min_len: int, max_lens: Tensor,
                     ctc_log_probs: Tensor | None = None, lm: LmFusion | None = None) -> list[Hypothesis]:
-        """Batched beam search; item b's hypotheses stop at <eos> or after ``max_lens[b]`` tokens, where they must
+        """The best hypothesis of every item's :meth:`beam_nbest`."""
+        return [nbest[0] for nbest in self.beam_nbest(hidden, hidden_lens, beam_size, min_len, max_lens,
+                                                      ctc_log_probs, lm)]
+
+    def beam_nbest(self, hidden: Tensor, hidden_lens: Tensor, beam_size: int, min_len: int, max_lens: Tensor,
+                   ctc_log_probs: Tensor | None = None, lm: LmFusion | None = None) -> list[list[Hypothesis]]:
+        """Batched beam search: every item's ``beam_size`` final hypotheses, best first (by score / (tokens + 1) with
+        ``cfg.length_norm``; scores stay unnormalised). Item b's hypotheses stop at <eos> or after ``max_lens[b]`` tokens, where they must
         emit <eos> and get its score (attention, CTC and LM terms) like any ending hypothesis; a finished hypothesis
         keeps its score and length, so an item decodes the same alone or in any batch. With ``lm``,
         the candidates of each prefix (its top tokens after CTC mixing, as many as for CTC prefix scoring) get
@@ -290,11 +305,15 @@ class AedModel(nn.Module):
             lengths = lengths[src] + (~was_ended).float()
             ended = was_ended | (tok == EOS_ID)
         final = scores.view(n) / lengths.clamp(min=1) if self.cfg.length_norm else scores.view(n)
-        best = final.view(b, k).argmax(-1) + torch.arange(b, device=dev) * k
+        order = final.view(b, k).argsort(dim=-1, descending=True, stable=True) + torch.arange(b, device=dev)[:, None] * k
+        rows, flat_scores = tokens[:, 1:].tolist(), scores.view(n).tolist()
         out = []
-        for i in best.tolist():
-            seq = [x for x in tokens[i, 1:].tolist() if x != EOS_ID]
-            out.append(Hypothesis(seq, [-1] * len(seq), float(scores.view(n)[i])))
+        for item in order.tolist():
+            nbest = []
+            for i in item:
+                seq = [x for x in rows[i] if x != EOS_ID]
+                nbest.append(Hypothesis(seq, [-1] * len(seq), flat_scores[i]))
+            out.append(nbest)
         return out
 
     @staticmethod

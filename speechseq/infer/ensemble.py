@@ -4,9 +4,9 @@
     lm = members[0].load_lm("exp/seed0/lm.arpa", 0.6, 1.5)
     results = ensemble_transcribe(members, ["a.wav", "b.wav"], method="beam", beam_size=10, lm=lm)
 
-Every member proposes transcripts for an utterance (its CTC prefix-beam n-best, or its greedy / beam 1-best for
-AED and Paraformer and for method "greedy"); every member then scores every proposed transcript by its CTC head's
-log-likelihood, summed over all alignments (the CTC forward algorithm); an AED member mixes that with its decoder's
+Every member proposes transcripts for an utterance (its CTC prefix-beam or AED beam-search n-best; Paraformer's
+beam 1-best; every member's greedy transcript for method "greedy"); every member then scores every proposed
+transcript by its CTC head's log-likelihood, summed over all alignments (the CTC forward algorithm); an AED member mixes that with its decoder's
 teacher-forced log-prob of the tokens and <eos> as it was trained, ``ctc_weight x CTC + (1 - ctc_weight) x decoder``;
 the transcript with the best mean score over the members (plus, with ``lm``, the LM's weighted log-prob and the
 length bonus, as in shallow fusion) wins. This is a product of the members' sequence posteriors, restricted to what
@@ -57,6 +57,8 @@ def _member_pass(member: Recognizer, items: Sequence[AudioInput], first: int, ba
             nbests = [[h.tokens for h in nb] for nb in prefix_beam_search(out.log_probs, out.lens, beam_size, lm=fuse)]
         elif member.kind == "ctc":
             nbests = [[h.tokens] for h in greedy_decode(out.log_probs, out.lens)]
+        elif member.kind == "aed" and method == "beam":
+            nbests = [[h.tokens for h in nb] for nb in member.model.nbest_encoded(out, beam_size, lm=fuse)]
         else:
             nbests = [[h.tokens] for h in member.model.decode_encoded(out, method, beam_size, lm=fuse)]
         for row, (i, nbest) in enumerate(zip(idx, nbests)):
@@ -94,8 +96,8 @@ def ensemble_transcribe(members: Sequence[Recognizer], inputs: Sequence[AudioInp
 
     Args:
         members: the recognizers (each loads and resamples the inputs for itself).
-        method: how each member proposes: "beam" (a CTC member's whole prefix-beam n-best, an AED or Paraformer
-            member's beam 1-best) or "greedy" (each member's greedy transcript).
+        method: how each member proposes: "beam" (a CTC member's whole prefix-beam n-best, an AED member's whole
+            beam-search n-best, a Paraformer member's beam 1-best) or "greedy" (each member's greedy transcript).
         lm: shallow fusion for the proposals of the members that share its tokenizer, and in the final score:
             ``mean member score + lm.weight * LM log-prob (with </s>) + lm.length_bonus * tokens`` with the
             tokens of the first member that shares the LM's tokenizer.

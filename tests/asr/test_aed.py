@@ -103,6 +103,24 @@ def test_wider_beam_finds_a_score_at_least_as_good():
         assert w.score >= n.score - 1e-4
 
 
+def test_beam_nbest_is_ranked_and_scores_are_the_decoders_sequence_log_probs():
+    model = tiny_aed()
+    waves, lens = batch()
+    with torch.no_grad():
+        enc = model.ctc(waves, lens)
+    max_lens = torch.full((3,), 8)
+    nbests = model.beam_nbest(enc.hidden, enc.lens, 5, 0, max_lens)
+    best = model.beam_search(enc.hidden, enc.lens, 5, 0, max_lens)
+    for i, nbest in enumerate(nbests):
+        assert len(nbest) == 5 and nbest[0].tokens == best[i].tokens
+        ranked = [h.score / (len(h.tokens) + 1) for h in nbest]  # length_norm counts the <eos> step
+        assert ranked == sorted(ranked, reverse=True)
+        assert len({tuple(h.tokens) for h in nbest}) == 5  # distinct hypotheses
+        # each score is the teacher-forced log-prob of its tokens and <eos> (no CTC or LM term here)
+        teacher = model.sequence_log_probs(enc.hidden[i, : int(enc.lens[i])], [h.tokens for h in nbest])
+        assert [h.score for h in nbest] == pytest.approx(teacher.tolist(), abs=1e-3)
+
+
 def test_ctc_prefix_scores_sum_to_the_ctc_log_likelihood():
     g = torch.Generator().manual_seed(3)
     log_probs = torch.randn(2, 15, 8, generator=g).log_softmax(-1)
