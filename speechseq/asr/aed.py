@@ -80,6 +80,14 @@ class DecoderState:
         return DecoderState(self.memory_kv, self.memory_mask, cache, self.offset)
 
 
+def teacher_forcing(tokens: Tensor, token_lens: Tensor) -> tuple[Tensor, Tensor]:
+    """(B, L) token ids (padding anything) -> the decoder's (B, L+1) inputs (<bos>, then the tokens, <eos> as
+    padding) and targets (the tokens, <eos>, IGNORE beyond)."""
+    valid = valid_mask(token_lens, tokens.shape[1])
+    bos = torch.full((tokens.shape[0], 1), BOS_ID, dtype=tokens.dtype, device=tokens.device)
+    return torch.cat([bos, torch.where(valid, tokens, EOS_ID)], 1), append_eos(tokens, token_lens)
+
+
 class AedModel(nn.Module):
     """Conformer encoder (with its CTC head) + autoregressive transformer decoder."""
 
@@ -108,10 +116,8 @@ class AedModel(nn.Module):
         if tokens is None or token_lens is None:
             raise ValueError("AedModel.forward needs targets; use recognize() for inference")
         enc = self.ctc(waves, wave_lens, tokens, token_lens)
-        b, L = tokens.shape
-        valid = valid_mask(token_lens, L)
-        inp = torch.cat([torch.full((b, 1), BOS_ID, device=tokens.device), torch.where(valid, tokens, EOS_ID)], 1)
-        target = append_eos(tokens, token_lens)
+        b = tokens.shape[0]
+        inp, target = teacher_forcing(tokens, token_lens)
         logits = self.decode_full(inp, enc.hidden, enc.lens)
         ce = F.cross_entropy(logits.float().transpose(1, 2), target, ignore_index=IGNORE,
                              label_smoothing=self.cfg.label_smoothing, reduction="sum") / b
@@ -150,9 +156,7 @@ class AedModel(nn.Module):
         tokens = torch.zeros(n, int(lens.max()), dtype=torch.long, device=dev)
         for i, seq in enumerate(token_seqs):
             tokens[i, : len(seq)] = torch.tensor(seq, dtype=torch.long)
-        valid = valid_mask(lens, tokens.shape[1])
-        inp = torch.cat([torch.full((n, 1), BOS_ID, device=dev), torch.where(valid, tokens, EOS_ID)], 1)
-        target = append_eos(tokens, lens)
+        inp, target = teacher_forcing(tokens, lens)
         memory = hidden.to(dev)[None].expand(n, -1, -1)
         logp = self.decode_full(inp, memory, torch.full((n,), hidden.shape[0], device=dev)).float().log_softmax(-1)
         picked = logp.gather(-1, target.clamp(min=0)[..., None])[..., 0].masked_fill(target == IGNORE, 0.0)
@@ -254,10 +258,11 @@ class AedModel(nn.Module):
 
     def beam_nbest(self, hidden: Tensor, hidden_lens: Tensor, beam_size: int, min_len: int, max_lens: Tensor,
                    ctc_log_probs: Tensor | None = None, lm: LmFusion | None = None) -> list[list[Hypothesis]]:
-        """Batched beam search: every item's ``beam_size`` final hypotheses, best first (by score / (tokens + 1) with
-        ``cfg.length_norm``; scores stay unnormalised). Item b's hypotheses stop at <eos> or after ``max_lens[b]`` tokens, where they must
-        emit <eos> and get its score (attention, CTC and LM terms) like any ending hypothesis; a finished hypothesis
-        keeps its score and length, so an item decodes the same alone or in any batch. With ``lm``,
+        """Batched beam search: every item's ``beam_size`` final hypotheses, best first (by score / (tokens + 1)
+        with ``cfg.length_norm``; scores stay unnormalised). Item b's hypotheses stop at <eos> or after
+        ``max_lens[b]`` tokens, where they must emit <eos> and get its score (attention, CTC and LM terms) like any
+        ending hypothesis; a finished hypothesis keeps its score and length, so an item decodes the same alone or in
+        any batch. With ``lm``,
         the candidates of each prefix (its top tokens after CTC mixing, as many as for CTC prefix scoring) get
         ``weight * log p_lm(token | prefix) + length_bonus`` (``<eos>``: the LM's end of sentence, no bonus)."""
         b, k, v = hidden.shape[0], beam_size, self.vocab_size
@@ -305,7 +310,8 @@ class AedModel(nn.Module):
             lengths = lengths[src] + (~was_ended).float()
             ended = was_ended | (tok == EOS_ID)
         final = scores.view(n) / lengths.clamp(min=1) if self.cfg.length_norm else scores.view(n)
-        order = final.view(b, k).argsort(dim=-1, descending=True, stable=True) + torch.arange(b, device=dev)[:, None] * k
+        order = final.view(b, k).argsort(dim=-1, descending=True, stable=True)
+        order = order + torch.arange(b, device=dev)[:, None] * k
         rows, flat_scores = tokens[:, 1:].tolist(), scores.view(n).tolist()
         out = []
         for item in order.tolist():

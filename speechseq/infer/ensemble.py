@@ -6,18 +6,19 @@
 
 Every member proposes transcripts for an utterance (its CTC prefix-beam or AED beam-search n-best; Paraformer's
 beam 1-best; every member's greedy transcript for method "greedy"); every member then scores every proposed
-transcript by its CTC head's log-likelihood, summed over all alignments (the CTC forward algorithm); an AED member mixes that with its decoder's
-teacher-forced log-prob of the tokens and <eos> as it was trained, ``ctc_weight x CTC + (1 - ctc_weight) x decoder``;
-the transcript with the best mean score over the members (plus, with ``lm``, the LM's weighted log-prob and the
-length bonus, as in shallow fusion) wins. This is a product of the members' sequence posteriors, restricted to what
-some member proposed.
+transcript by its CTC head's log-likelihood, summed over all alignments (the CTC forward algorithm); an AED member
+mixes that with its decoder's teacher-forced log-prob of the tokens and <eos> as it was trained,
+``ctc_weight x CTC + (1 - ctc_weight) x decoder``; the transcript with the best mean score over the members (plus,
+with ``lm``, the LM's weighted log-prob and the length bonus, as in shallow fusion) wins. This is a product of the
+members' sequence posteriors, restricted to what some member proposed.
 
 Why sequence level rather than averaged frame posteriors: the CTC spikes of separately trained models need not fall
 on the same frames, and averaging per frame splits a spike between a token and blank. (Measured on FSDD with one
 model decoded at eight frequency warps, whose frames do line up: averaged posteriors gave 17.6% WER against
 14.2% at warp 1.0, egs/fsdd/asr/RESULTS.md.) The forward score lets each member time the transcript its own way, so
 members may differ in tokenizer, frame rate, sample rate and kind (Paraformer is scored by its CTC branch alone:
-its decoder reads one CIF slot per token, so it cannot score a transcript of another length without re-timing it). No library offers this for PyTorch CTC models, hence our own (a few tensor calls over torch's CTC loss).
+its decoder reads one CIF slot per token, so it cannot score a transcript of another length without re-timing
+it). No library offers this for PyTorch CTC models, hence our own (a few tensor calls over torch's CTC loss).
 """
 
 from __future__ import annotations
