@@ -15,6 +15,7 @@ COMMANDS = {
     "decode": "transcribe a manifest, report WER and RTF",
     "score": "WER/CER of hypotheses, or a table of decode summaries",
     "align": "CTC forced alignment with word times",
+    "pseudolabel": "a manifest of unlabelled audio transcribed by agreeing decodes (self-training)",
     "average": "average the last N checkpoints",
 }
 

@@ -24,7 +24,7 @@ from speechseq.train.asr import AsrExperimentConfig, train_asr
 
 ROOT = Path(__file__).resolve().parents[1]
 DEBUG = ROOT / "recipes" / "conf" / "debug" / "ctc_debug.yaml"
-COMMANDS = ("prepare", "tokenizer", "lm", "train", "decode", "score", "align", "average")
+COMMANDS = ("prepare", "tokenizer", "lm", "train", "decode", "score", "align", "pseudolabel", "average")
 
 
 def subprocess_env() -> dict[str, str]:

@@ -107,3 +107,54 @@ def test_seeds_train_an_ensemble_and_decode_it_beside_the_first_model(tmp_path, 
     proc = subprocess.run([str(ROOT / "recipes/asr.sh"), "--stage", "5", "--seeds", "0"], env=env,
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode != 0 and "--seeds must be a positive number" in proc.stderr
+
+
+def test_fsdd_self_training_adapts_on_one_half_and_scores_the_other(tmp_path, fsdd_tiny, shared_data):
+    """egs/fsdd/asr/self_train.sh on a 2-seed fold: the pseudo-labels of each test half are the labelling decode's
+    transcripts where the votes agree (never the references), every seed is fine-tuned on them, and each half is
+    decoded by the models adapted on the other, pooled over the whole test set."""
+    import torch
+
+    exp, env = recipe_env(tmp_path, fsdd_tiny, "recipes/conf/debug/ctc_debug.yaml")
+    rows = [json.loads(line) for line in (shared_data / "fsdd" / "manifest.jsonl").read_text().splitlines()]
+    theo = [{**r, "audio": str(shared_data / "fsdd" / r["audio"])} for r in rows if r["speaker"] == "fsdd_theo"]
+    test = [r for r in theo if r["text"] == "one"][10:14] + [r for r in theo if r["text"] == "two"][10:14]
+    (tmp_path / "data" / "test.jsonl").write_text("".join(json.dumps(r) + "\n" for r in test))
+    proc = subprocess.run([str(ROOT / "recipes/asr.sh"), "--stage", "1", "--stop-stage", "2", "--seeds", "2",
+                           "--lm-order", "2", "--train-args", "train.max_steps=4"], env=env, capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    script = str(ROOT / "egs/fsdd/asr/self_train.sh")
+    common = ["--seeds", "2", "--steps", "2", "--repeat", "2"]
+    proc = subprocess.run([script, *common, "--stop-stage", "0"], env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    out = exp / "self_train"
+    halves = [[json.loads(x)["id"] for x in (out / f"test_{h}.jsonl").read_text().splitlines()] for h in "ab"]
+    assert sorted(halves[0] + halves[1]) == sorted(r["id"] for r in test) and len(halves[0]) == len(halves[1]) == 4
+    # known decodes in place of the 4-step models' output: the label says "nine" everywhere, vote 0 agrees on
+    # three utterances of each half and vote 1 on two of those
+    agree0, agree1 = halves[0][:3] + halves[1][:3], halves[0][:2] + halves[1][:2]
+    for name, agree in (("label", None), ("vote0", agree0), ("vote1", agree1)):
+        (out / name / "hyp.jsonl").write_text("".join(
+            json.dumps({"id": r["id"], "ref": r["text"], "hyp": "nine" if agree is None or r["id"] in agree else "x"})
+            + "\n" for r in test))
+    proc = subprocess.run([script, *common, "--stage", "1"], env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    base = len((tmp_path / "data" / "train.jsonl").read_text().splitlines())
+    for h, half in zip("ab", halves):
+        lines = [json.loads(x) for x in (out / f"train_{h}.jsonl").read_text().splitlines()]
+        pseudo = lines[base:]
+        assert [x["id"] for x in pseudo] == half[:2] + [f"{i}~r1" for i in half[:2]]  # both votes agree: 2, twice
+        assert {x["text"] for x in pseudo} == {"nine"}  # the label's text, not the reference
+    for d in ("adapt_a", "adapt_a/seed1", "adapt_b", "adapt_b/seed1"):
+        src = exp / d.split("/", 1)[1] if "/" in d else exp
+        w0, w1 = (torch.load(p / "model.pt", map_location="cpu", weights_only=False) for p in (src, out / d))
+        w0, w1 = (m["model"] if "model" in m else m for m in (w0, w1))
+        assert any(not torch.equal(w0[k], w1[k]) for k in w0), f"{d} did not train"
+    for h, other in (("a", "b"), ("b", "a")):
+        summary = json.loads((out / f"adapt_{h}" / f"decode_test_{other}_greedy_ens2" / "summary.json").read_text())
+        assert summary["manifest"] == str(out / f"test_{other}.jsonl") and summary["utterances"] == 4
+        assert summary["ensemble"] == [str(out / f"adapt_{h}" / "seed1")]
+    pooled = [line for line in (out / "RESULTS.md").read_text().splitlines() if line.startswith("| pooled over 2")]
+    assert len(pooled) == 2 and all(line.split("|")[3].strip() == "8" for line in pooled)

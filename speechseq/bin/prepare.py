@@ -7,11 +7,13 @@
     python -m speechseq.bin.prepare aishell --out data/aishell --root DIR [--download] [--base-url URL]
         [--no-md5-check]
     python -m speechseq.bin.prepare merge --out data/train.jsonl a.jsonl b.jsonl ...
+    python -m speechseq.bin.prepare halves --manifest test.jsonl --out-a test_a.jsonl --out-b test_b.jsonl
 
 Each subcommand wraps one library function (speechseq.data.synthetic.make_corpus,
 speechseq.data.corpora.fsdd.prepare_fsdd, speechseq.data.corpora.librispeech.prepare_librispeech,
-speechseq.data.corpora.aishell.prepare_aishell; ``merge`` concatenates manifests, e.g. LibriSpeech training subsets)
-and prints the manifests written with their utterance counts and hours of audio.
+speechseq.data.corpora.aishell.prepare_aishell; ``merge`` concatenates manifests, e.g. LibriSpeech training subsets;
+``halves`` splits one in two, speechseq.data.manifest.split_halves) and prints the manifests written with their
+utterance counts and hours of audio.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from pathlib import Path
 from speechseq.data.corpora import aishell
 from speechseq.data.corpora.fsdd import DIGIT_WORDS, FSDD_URL, download_fsdd, prepare_fsdd
 from speechseq.data.corpora.librispeech import BASE_URL, download_librispeech, prepare_librispeech
-from speechseq.data.manifest import Utterance, read_manifest, write_manifest
+from speechseq.data.manifest import Utterance, read_manifest, split_halves, write_manifest
 from speechseq.data.synthetic import make_corpus, make_word_set, scale_config
 from speechseq.errors import ConfigError, ManifestError, SpeechseqError
 
@@ -83,6 +85,15 @@ def _merge(args: argparse.Namespace) -> dict[str, Path]:
     return {args.out.stem: args.out}
 
 
+def _halves(args: argparse.Namespace) -> dict[str, Path]:
+    a, b = split_halves(read_manifest(args.manifest))
+    if not a or not b:
+        raise ManifestError(f"{args.manifest}: {len(a) + len(b)} utterances cannot make two non-empty halves")
+    write_manifest(args.out_a, a, relative=False)
+    write_manifest(args.out_b, b, relative=False)
+    return {args.out_a.stem: args.out_a, args.out_b.stem: args.out_b}
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argparse parser of ``python -m speechseq.bin.prepare``."""
     parser = argparse.ArgumentParser(prog="python -m speechseq.bin.prepare", description=__doc__.split("\n")[0])
@@ -133,6 +144,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, type=Path, help="merged manifest (audio paths written absolute)")
     p.add_argument("inputs", nargs="+", type=Path, help="manifests to concatenate, in order")
     p.set_defaults(func=_merge)
+    p = sub.add_parser("halves", help="split a manifest in two, alternately within each (speaker, text) group")
+    p.add_argument("--manifest", required=True, type=Path, help="the manifest to split")
+    p.add_argument("--out-a", required=True, type=Path, help="the first, third, ... utterance of every group")
+    p.add_argument("--out-b", required=True, type=Path, help="the second, fourth, ... utterance of every group")
+    p.set_defaults(func=_halves)
     return parser
 
 

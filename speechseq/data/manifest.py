@@ -195,3 +195,17 @@ def write_manifest(path: str | Path, utts: Iterable[Utterance], relative: bool =
             f.write(json.dumps(u.to_json(base), ensure_ascii=False) + "\n")
     os.replace(tmp, path)
 
+
+
+def split_halves(utts: list[Utterance]) -> tuple[list[Utterance], list[Utterance]]:
+    """Two halves of ``utts``, alternating within each (speaker, text) group in the given order: the first, third,
+    ... utterance of a group goes to the first half, the second, fourth, ... to the second. Each half then holds
+    every speaker saying every sentence about equally often (FSDD: each digit 25 times per speaker in each half), e.g.
+    to adapt to a speaker on one half without labels and test on the other."""
+    seen: dict[tuple[str, str], int] = {}
+    halves: tuple[list[Utterance], list[Utterance]] = ([], [])
+    for u in utts:
+        key = (u.speaker, u.text)
+        halves[seen.get(key, 0) % 2].append(u)
+        seen[key] = seen.get(key, 0) + 1
+    return halves
