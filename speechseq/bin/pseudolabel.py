@@ -15,8 +15,13 @@ from __future__ import annotations
 import argparse
 
 from speechseq.data.manifest import read_manifest, write_manifest
-from speechseq.data.pseudo_label import read_hypotheses, repeat_utterances, select_pseudo_labels
+from speechseq.data.pseudo_label import repeat_utterances, select_pseudo_labels
 from speechseq.errors import SpeechseqError
+from speechseq.text.score import read_hyps
+
+
+def _hyps(path: str) -> dict[str, str]:
+    return {row["id"]: row["hyp"] for row in read_hyps(path)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -31,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     utts = read_manifest(args.manifest)
     min_votes = len(args.vote) if args.min_votes is None else args.min_votes
-    kept, report = select_pseudo_labels(utts, read_hypotheses(args.label), [read_hypotheses(v) for v in args.vote],
+    kept, report = select_pseudo_labels(utts, _hyps(args.label), [_hyps(v) for v in args.vote],
                                         min_votes)
     base = read_manifest(args.base) if args.base else []
     pseudo = repeat_utterances(kept, args.repeat)

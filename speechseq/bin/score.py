@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 
 from speechseq.errors import SpeechseqError
-from speechseq.text.score import error_rates, paired_bootstrap
+from speechseq.text.score import error_rates, paired_bootstrap, read_hyps
 
 
 def model_name(model_dir: Path) -> str:
@@ -72,20 +72,6 @@ def pooled_rows(summaries: list[dict]) -> str:
                     + " | ".join(str(sum(s[k] for s in group)) for k in ("substitutions", "deletions", "insertions"))
                     + f" | {rtf:.4f} |")
     return "\n".join(rows)
-
-
-def read_hyps(path: Path) -> list[dict]:
-    """A hyp.jsonl (one {"id", "ref", "hyp"} object per line), with the file and line named on a bad line."""
-    rows = []
-    for n, line in enumerate(path.read_text().splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-            rows.append({"id": str(row["id"]), "ref": row["ref"], "hyp": row["hyp"]})
-        except (json.JSONDecodeError, KeyError, TypeError) as e:
-            raise SpeechseqError(f"{path}:{n}: not a hypothesis line with id, ref and hyp ({e})") from e
-    return rows
 
 
 def format_comparison(path_a: Path, path_b: Path, resamples: int) -> str:

@@ -196,7 +196,6 @@ def write_manifest(path: str | Path, utts: Iterable[Utterance], relative: bool =
     os.replace(tmp, path)
 
 
-
 def split_halves(utts: list[Utterance]) -> tuple[list[Utterance], list[Utterance]]:
     """Two halves of ``utts``, alternating within each (speaker, text) group in the given order: the first, third,
     ... utterance of a group goes to the first half, the second, fourth, ... to the second. Each half then holds
@@ -205,7 +204,7 @@ def split_halves(utts: list[Utterance]) -> tuple[list[Utterance], list[Utterance
     seen: dict[tuple[str, str], int] = {}
     halves: tuple[list[Utterance], list[Utterance]] = ([], [])
     for u in utts:
-        key = (u.speaker, u.text)
-        halves[seen.get(key, 0) % 2].append(u)
-        seen[key] = seen.get(key, 0) + 1
+        n = seen.get((u.speaker, u.text), 0)
+        halves[n % 2].append(u)
+        seen[(u.speaker, u.text)] = n + 1
     return halves

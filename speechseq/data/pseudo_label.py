@@ -5,13 +5,14 @@ for end-to-end speech recognition"; Park et al. 2020, noisy student training for
 transcripts it keeps are right, so it needs a confidence for each. The one used here is agreement: a *labelling*
 decode (typically the strongest the recipe has, an ensemble with an LM) proposes a transcript, and the utterance is
 kept when at least ``min_votes`` of the *voting* decodes (typically the ensemble's members, each decoded alone) give
-the same text. On FSDD's hardest held-out speaker, the five-member ensemble's transcripts are 72% right overall and
-84-91% right where four or five members agree (egs/fsdd/asr/RESULTS.md).
+the same text. On FSDD's hardest held-out speaker, a five-member ensemble's transcripts are 72% right overall and
+82-86% right where four of the five members agree (egs/fsdd/asr/RESULTS.md, "Self-training").
 
-The decodes are the ``hyp.jsonl`` files that ``speechseq decode`` writes. Their ``ref`` field (the manifest's text,
-if any) is never used for the selection: a kept utterance's text is the labelling decode's hypothesis. When the
-manifest does hold references, :func:`select_pseudo_labels` reports the kept transcripts' WER against them as a
-diagnostic (how good the labels are), nothing more.
+The decodes are the ``hyp.jsonl`` files that ``speechseq decode`` writes (read with
+:func:`speechseq.text.score.read_hyps`). Their ``ref`` field (the manifest's text, if any) is never used for the
+selection: a kept utterance's text is the labelling decode's hypothesis. When the manifest does hold references,
+:func:`select_pseudo_labels` reports the kept transcripts' WER against them as a diagnostic (how good the labels
+are), nothing more.
 
 Written here because no library selects pseudo-labels over speechseq's decode files; the WER comes from jiwer
 (``speechseq.text.score``).
@@ -19,9 +20,7 @@ Written here because no library selects pseudo-labels over speechseq's decode fi
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, replace
-from pathlib import Path
 
 from speechseq.data.manifest import Utterance
 from speechseq.errors import SpeechseqError
@@ -42,26 +41,6 @@ class PseudoLabelReport:
     offered: int
     kept: int
     label_wer: float | None
-
-
-def read_hypotheses(path: str | Path) -> dict[str, str]:
-    """``{id: hyp}`` of a ``speechseq decode`` hyp.jsonl; a bad line is an error naming the file and line."""
-    path = Path(path)
-    if not path.exists():
-        raise SpeechseqError(f"{path}: hypothesis file not found")
-    hyps: dict[str, str] = {}
-    for n, line in enumerate(path.read_text().splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-            uid, hyp = str(row["id"]), row["hyp"]
-        except (json.JSONDecodeError, KeyError, TypeError) as e:
-            raise SpeechseqError(f"{path}:{n}: not a hypothesis line with id and hyp ({e})") from e
-        if not isinstance(hyp, str):
-            raise SpeechseqError(f"{path}:{n}: 'hyp' must be a string, got {type(hyp).__name__}")
-        hyps[uid] = hyp
-    return hyps
 
 
 def select_pseudo_labels(utts: list[Utterance], label: dict[str, str], votes: list[dict[str, str]],

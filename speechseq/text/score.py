@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from pathlib import Path
 
 import jiwer
 import numpy as np
 
+from speechseq.errors import SpeechseqError
 from speechseq.text.normalize import normalize_en
 
 _BOOTSTRAP_CHUNK = 1 << 22  # utterance indices drawn at once by paired_bootstrap
@@ -102,3 +105,23 @@ def paired_bootstrap(refs: list[str], hyps_a: list[str], hyps_b: list[str], resa
     wer_a, wer_b = ea_.sum() / w_.sum(), eb_.sum() / w_.sum()
     return PairedComparison(float(wer_a), float(wer_b), float(wer_b - wer_a), float(np.quantile(deltas, 0.025)),
                             float(np.quantile(deltas, 0.975)), float((deltas >= 0).mean()), len(words), resamples)
+
+
+def read_hyps(path: str | Path) -> list[dict]:
+    """A ``speechseq decode`` hyp.jsonl (one {"id", "ref", "hyp"} object per line, ref and hyp strings), with the
+    file and line named on a bad line."""
+    path = Path(path)
+    if not path.exists():
+        raise SpeechseqError(f"{path}: hypothesis file not found")
+    rows = []
+    for n, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            rows.append({"id": str(row["id"]), "ref": row["ref"], "hyp": row["hyp"]})
+        except (json.JSONDecodeError, KeyError, TypeError) as e:
+            raise SpeechseqError(f"{path}:{n}: not a hypothesis line with id, ref and hyp ({e})") from e
+        if not isinstance(row["ref"], str) or not isinstance(row["hyp"], str):
+            raise SpeechseqError(f"{path}:{n}: 'ref' and 'hyp' must be strings")
+    return rows

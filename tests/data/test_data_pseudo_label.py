@@ -6,8 +6,9 @@ import pytest
 
 from speechseq.bin import pseudolabel
 from speechseq.data.manifest import Utterance, read_manifest, write_manifest
-from speechseq.data.pseudo_label import read_hypotheses, repeat_utterances, select_pseudo_labels
+from speechseq.data.pseudo_label import repeat_utterances, select_pseudo_labels
 from speechseq.errors import SpeechseqError
+from speechseq.text.score import read_hyps
 
 
 def utts(texts):
@@ -81,9 +82,9 @@ def test_cli_writes_base_then_repeated_pseudo_labels(tmp_path, capsys):
 
 def test_bad_hypothesis_line_names_file_and_line(tmp_path):
     p = tmp_path / "h.jsonl"
-    p.write_text('{"id": "a", "hyp": "x"}\n{"id": "b"}\n')
+    p.write_text('{"id": "a", "ref": "", "hyp": "x"}\n{"id": "b"}\n')
     with pytest.raises(SpeechseqError, match=r"h.jsonl:2: not a hypothesis line"):
-        read_hypotheses(p)
+        read_hyps(p)
 
 
 def test_split_halves_alternates_within_each_speaker_and_text():
