@@ -24,7 +24,8 @@ conformer baseline with the same encoder and decoder sizes, random weights, deco
 The references (``--ref-*``) were measured by the project with FunASR on this kind of machine, 2 threads, 10 s.
 
 ``--int8``: every model is also timed (and, if trained, scored) with int8 dynamic-quantized Linear layers
-(:func:`speechseq.infer.quantize.quantize_int8`), in the same interleaved rounds as its fp32 rows.
+(:func:`speechseq.infer.quantize.quantize_int8`), in the same interleaved rounds as its fp32 rows. ``--bf16``: the
+same with the network under bf16 autocast (``load_asr(..., bf16=True)``; fast on CPUs with AVX512-BF16 or AMX).
 """
 
 from __future__ import annotations
@@ -53,18 +54,19 @@ SAMPLE_RATE = 16000
 
 def trained_rows(models: list[tuple[str, str]], manifest: str, beam_size: int, batch_size: int, repeat: int,
                  max_utts: int, lm: str | None = None, lm_weight: float = 0.6, lm_bonus: float = 1.5,
-                 int8: bool = False) -> tuple[list[list[object]], list[list[object]], int, float]:
+                 int8: bool = False, bf16: bool = False) -> tuple[list[list[object]], list[list[object]], int, float]:
     utts = read_manifest(manifest)[: max_utts or None]
     waves = [(load_audio(u.audio, SAMPLE_RATE, u.offset, u.duration)[0], SAMPLE_RATE) for u in utts]
     audio_s = sum(len(w) for w, _ in waves) / SAMPLE_RATE
     refs = [u.text for u in utts]
     cands, outputs, params = {}, {}, {}
-    loads = [(name, model_dir, False) for name, model_dir in models]
-    loads += [(f"{name}@int8", model_dir, True) for name, model_dir in models] if int8 else []
-    for name, model_dir, quantized in loads:
-        asr = load_asr(model_dir, "cpu", int8=quantized)
+    loads = [(name, model_dir, "") for name, model_dir in models]
+    loads += [(f"{name}@int8", model_dir, "int8") for name, model_dir in models] if int8 else []
+    loads += [(f"{name}@bf16", model_dir, "bf16") for name, model_dir in models] if bf16 else []
+    for name, model_dir, precision in loads:
+        asr = load_asr(model_dir, "cpu", int8=precision == "int8", bf16=precision == "bf16")
         # quantized Linear layers hide their weights from parameters(): report the fp32 model's count
-        params[name] = params[name.removesuffix("@int8")] if quantized else count_params(asr.model)
+        params[name] = params[name.split("@")[0]] if precision else count_params(asr.model)
         cands[(name, ENCODER)] = encoder_pass(asr, waves, batch_size)
         fusion = asr.load_lm(lm, lm_weight, lm_bonus) if lm else None
         variants = [(m, None) for m in asr.methods if not (asr.kind == "paraformer" and m == "beam")]  # = greedy
@@ -106,7 +108,8 @@ def encoder_pass(asr, waves: list[tuple[object, int]], batch_size: int):
     @torch.no_grad()
     def run():
         for _, padded, lens in asr.padded_batches(samples, batch_size):
-            encoder(padded, lens)
+            with asr.precision():
+                encoder(padded, lens)
     return run
 
 
@@ -125,7 +128,8 @@ def funasr_size_models(vocab: int, seed: int) -> dict[str, torch.nn.Module]:
 
 
 def funasr_rows(tokens: int, duration_s: float, beam_size: int, repeat: int, vocab: int, seed: int,
-                refs: dict[str, float], audio: Path | None, int8: bool = False) -> tuple[list[list[object]], str]:
+                refs: dict[str, float], audio: Path | None, int8: bool = False, bf16: bool = False
+                ) -> tuple[list[list[object]], str]:
     num = int(duration_s * SAMPLE_RATE)
     pool, source = speech_pool(audio, num)
     one = windows(pool, 1, num)
@@ -154,13 +158,24 @@ def funasr_rows(tokens: int, duration_s: float, beam_size: int, repeat: int, voc
         cands["Paraformer int8"] = lambda: para_q.recognize(*one)
         cands["AED greedy int8"] = aed_run(aed_q, "greedy", 0.0)
         cands[f"AED beam {beam_size} int8"] = aed_run(aed_q, "beam", 0.0)
+    if bf16:  # the same weights under bf16 autocast, as load_asr(..., bf16=True) decodes
+
+        def autocast(fn):
+            def run():
+                with torch.autocast("cpu", dtype=torch.bfloat16):
+                    return fn()
+            return run
+        cands["Paraformer bf16"] = autocast(lambda: para.recognize(*one))
+        cands["AED greedy bf16"] = autocast(aed_run(aed, "greedy", 0.0))
+        cands[f"AED beam {beam_size} bf16"] = autocast(aed_run(aed, "beam", 0.0))
     check = para.ctc(*one)
     alphas, _ = para._inference_alphas(check.hidden, check.lens)
     n_fired = int(torch.floor(alphas.sum() + 1e-4))
     timings = time_interleaved(cands, repeat=repeat, warmup=1)
     ref_of = {"Paraformer": refs["paraformer"], "AED greedy": refs["ar_greedy"], f"AED beam {beam_size}": refs["ar_beam"],
               f"AED beam {beam_size} + CTC prefix 0.3": refs["ar_beam"]}
-    ref_of.update({f"{name} int8": ref_of[name] for name in ("Paraformer", "AED greedy", f"AED beam {beam_size}")})
+    for suffix in ("int8", "bf16"):
+        ref_of.update({f"{name} {suffix}": ref_of[name] for name in ("Paraformer", "AED greedy", f"AED beam {beam_size}")})
     para_t = timings["Paraformer"].median_s
     rows = []
     for name, t in timings.items():
@@ -197,6 +212,8 @@ def main() -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--int8", action="store_true", help="also time every model with int8 dynamic-quantized Linear "
                                                        "layers (speechseq.infer.quantize; rows NAME@int8 / '... int8')")
+    p.add_argument("--bf16", action="store_true", help="also time every model under bf16 autocast (rows NAME@bf16 / "
+                                                       "'... bf16')")
     args = p.parse_args()
     if not args.model and not args.funasr_size:
         p.error("give --model NAME=DIR (with --manifest) and/or --funasr-size")
@@ -210,7 +227,7 @@ def main() -> int:
         models = [tuple(m.split("=", 1)) for m in args.model]
         rows, enc_rows, n, audio_s = trained_rows(models, args.manifest, args.beam_size, args.batch_size,
                                                   args.repeat, args.max_utts, args.lm, args.lm_weight, args.lm_bonus,
-                                                  args.int8)
+                                                  args.int8, args.bf16)
         print(f"\n## trained models: {n} utterances, {audio_s:.1f} s of audio\n")
         print(markdown_table(["model", "decoding", "params", "WER %", "CER %", "RTF", "x AED beam", "decoder RTF",
                               "decoder x AED beam"], rows, 4))
@@ -220,7 +237,7 @@ def main() -> int:
     if args.funasr_size:
         refs = {"paraformer": args.ref_paraformer, "ar_beam": args.ref_ar_beam, "ar_greedy": args.ref_ar_greedy}
         rows, note = funasr_rows(args.tokens, args.duration_s, args.beam_size, args.repeat, args.vocab, args.seed,
-                                 refs, args.audio, args.int8)
+                                 refs, args.audio, args.int8, args.bf16)
         print(f"\n## FunASR conformer-Paraformer size, random weights, {args.duration_s:.0f} s: {note}\n")
         print(markdown_table(["decoder", "params", "RTF", "RTF (fastest)", "FunASR RTF", "x FunASR", "x Paraformer"],
                              rows, 4))

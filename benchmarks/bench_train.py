@@ -16,8 +16,8 @@ loaded and collated before timing, so the numbers are the model's, not the data 
 
 Each round runs one step of every candidate (config x precision) on the same batch, so load changes hit all alike;
 the first ``--warmup`` rounds are not timed. audio-s/s = valid audio seconds of the timed batches / their total step
-time; "step s" is the median step time. With ``--device cuda`` each config runs in fp32 and under bf16 autocast
-(features stay fp32); on the CPU only fp32 is timed.
+time; "step s" is the median step time. Each config runs in fp32 and, with ``--device cuda``, under bf16 autocast
+(features stay fp32), and so on a CPU with native bf16 instructions (AVX512-BF16 / AMX); ``--precisions`` picks.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ from speechseq.data.dataset import AsrDataset, Batch, collate_asr  # noqa: E402
 from speechseq.data.manifest import read_manifest  # noqa: E402
 from speechseq.data.sampler import DurationBucketSampler, utterance_durations  # noqa: E402
 from speechseq.train.asr import AsrExperimentConfig  # noqa: E402
-from speechseq.train.loop import param_groups  # noqa: E402
+from speechseq.train.loop import bf16_native, param_groups  # noqa: E402
 
 CONFIGS = {
     "tiny": REPO_ROOT / "recipes" / "conf" / "asr" / "ctc_synth_tiny.yaml",
@@ -99,7 +99,10 @@ def make_step(model: nn.Module, optimizer: torch.optim.Optimizer, batches: list[
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--threads", type=int, default=2, help="torch intra-op CPU threads")
-    parser.add_argument("--device", default="cpu", help="cpu or cuda (cuda also times bf16 autocast)")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--precisions", default="",
+                        help="comma-separated subset of fp32,bf16 (default: fp32,bf16 on CUDA and on CPUs with native "
+                             "bf16 instructions, else fp32)")
     parser.add_argument("--configs", default="tiny,30M", help="comma-separated subset of tiny,small,30M")
     parser.add_argument("--manifest", type=Path, action="append",
                         help="manifest(s) of real speech (repeatable; default ../shared/data/mfa_samples)")
@@ -120,9 +123,12 @@ def main(argv: list[str] | None = None) -> None:
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: no CUDA device is available")
-    dtypes: dict[str, torch.dtype | None] = {"fp32": None}
-    if device.type == "cuda":
-        dtypes["bf16"] = torch.bfloat16
+    known: dict[str, torch.dtype | None] = {"fp32": None, "bf16": torch.bfloat16}
+    labels = [x.strip() for x in args.precisions.split(",") if x.strip()] or (
+        ["fp32", "bf16"] if bf16_native(device) else ["fp32"])
+    if any(x not in known for x in labels):
+        parser.error(f"--precisions: choose from fp32,bf16, got {args.precisions!r}")
+    dtypes = {x: known[x] for x in labels}
 
     set_threads(args.threads)
     print_header(f"ASR training throughput ({device.type})", {

@@ -7,8 +7,8 @@ Importing the package builds and registers nothing. The public inference entry p
 __version__ = "0.1.0"
 
 
-def load_asr(model_dir: str, device: str = "cpu", int8: bool = False):
+def load_asr(model_dir: str, device: str = "cpu", int8: bool = False, bf16: bool = False):
     """Load a trained ASR model directory; see :func:`speechseq.infer.recognizer.load_asr`."""
     from speechseq.infer.recognizer import load_asr as _load_asr
 
-    return _load_asr(model_dir, device=device, int8=int8)
+    return _load_asr(model_dir, device=device, int8=int8, bf16=bf16)

@@ -60,6 +60,8 @@ def runs(exp_dir, fsdd_tiny, tmp_path_factory) -> dict:
                  "--method", "beam", "--beam-size", "3", "--batch-size", "4"],
         "int8": ["decode", "--model-dir", str(exp_dir), "--manifest", dev, "--out", str(exp_dir / "decode_int8"),
                  "--int8"],
+        "bf16": ["decode", "--model-dir", str(exp_dir), "--manifest", dev, "--out", str(exp_dir / "decode_bf16"),
+                 "--bf16"],
         "vtln": ["decode", "--model-dir", str(exp_dir), "--manifest", dev, "--out", str(exp_dir / "decode_vtln"),
                  "--warps", "0.9,1,1.1"],
         "align": ["align", "--model-dir", str(exp_dir), "--manifest", dev, "--out", str(tmp / "align.jsonl")],
@@ -149,14 +151,14 @@ def test_score_without_arguments_is_a_usage_error():
 
 def test_decode_writes_hyps_and_summary_and_score_tabulates(runs, exp_dir, fsdd_tiny):
     dev = read_manifest(fsdd_tiny["dev"])
-    for name in ("greedy", "beam", "int8"):
+    for name in ("greedy", "beam", "int8", "bf16"):
         code, out, err = runs["results"][name]
         assert code == 0, err
         assert f"{len(dev)} utts" in out and "RTF" in out
         summary = json.loads((exp_dir / f"decode_{name}" / "summary.json").read_text())
         assert {"wer", "cer", "rtf", "utterances", "audio_s"} <= summary.keys()
-        assert summary["utterances"] == len(dev) and summary["method"] == ("greedy" if name == "int8" else name)
-        assert summary.get("int8", False) == (name == "int8")
+        assert summary["utterances"] == len(dev) and summary["method"] == ("beam" if name == "beam" else "greedy")
+        assert summary.get("int8", False) == (name == "int8") and summary.get("bf16", False) == (name == "bf16")
         assert summary["rtf"] > 0 and summary["wer"] >= 0 and summary["cer"] >= 0
         assert summary["audio_s"] == pytest.approx(sum(u.duration for u in dev), abs=0.05)
         hyps = [json.loads(line) for line in (exp_dir / f"decode_{name}" / "hyp.jsonl").read_text().splitlines()]

@@ -22,18 +22,18 @@ from speechseq.text.score import error_rates
 
 def decode_manifest(model_dir: str, manifest: str, out_dir: str, method: str = "greedy", beam_size: int = 10,
                     batch_size: int = 16, device: str = "cpu", lm: str | None = None, lm_weight: float = 0.5,
-                    lm_bonus: float = 1.0, int8: bool = False, warps: list[float] | None = None,
+                    lm_bonus: float = 1.0, int8: bool = False, bf16: bool = False, warps: list[float] | None = None,
                     ensemble: list[str] | None = None) -> dict:
     """Decode every utterance; write ``hyp.jsonl`` and ``summary.json`` (WER, CER, RTF) into ``out_dir``. ``lm``: an
     ARPA n-gram over the model's tokenizer pieces, fused into the beam search (CTC, AED, Paraformer). ``int8``:
-    int8 dynamic-quantized Linear layers (CPU). ``warps``: test-time VTLN over these factors (``transcribe``'s
+    int8 dynamic-quantized Linear layers (CPU). ``bf16``: the network under bf16 autocast. ``warps``: test-time VTLN over these factors (``transcribe``'s
     ``warps``); every hypothesis line then carries its ``warp``. ``ensemble``: more model directories decoded
     together with ``model_dir`` by n-best rescoring (:func:`speechseq.infer.ensemble.ensemble_transcribe`; ``lm`` is
     over ``model_dir``'s tokenizer)."""
     if ensemble and warps:
         raise SpeechseqError("decode: --ensemble and --warps cannot be combined")
-    asr = load_asr(model_dir, device, int8=int8)
-    members = [asr, *(load_asr(d, device, int8=int8) for d in ensemble or [])]
+    asr = load_asr(model_dir, device, int8=int8, bf16=bf16)
+    members = [asr, *(load_asr(d, device, int8=int8, bf16=bf16) for d in ensemble or [])]
     fusion = asr.load_lm(lm, lm_weight, lm_bonus) if lm else None
     utts = read_manifest(manifest)
     out = Path(out_dir)
@@ -61,6 +61,8 @@ def decode_manifest(model_dir: str, manifest: str, out_dir: str, method: str = "
                "decode_s": elapsed, "rtf": elapsed / max(audio_s, 1e-9), "threads": torch.get_num_threads()}
     if int8:
         summary["int8"] = True
+    if bf16:
+        summary["bf16"] = True
     if len(members) > 1:
         summary["ensemble"] = [str(d) for d in ensemble or []]
     if warps:
@@ -110,6 +112,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--lm-weight", type=float, default=0.5, help="LM log-prob weight in the fused score")
     p.add_argument("--lm-bonus", type=float, default=1.0, help="score added per token (offsets the LM's cost)")
     p.add_argument("--int8", action="store_true", help="decode with int8 dynamic-quantized Linear layers (CPU only)")
+    p.add_argument("--bf16", action="store_true",
+                   help="run the network under bf16 autocast (CUDA, or a CPU with AVX512-BF16/AMX: ~2x faster encoder)")
     p.add_argument("--warps", type=_factors, help="test-time VTLN: comma-separated frequency-warp factors, e.g. "
                    "0.85,0.9,0.95,1,1.05,1.1,1.15,1.2; each utterance is decoded at the one whose CTC posteriors are "
                    "the most certain (one more encoder pass per factor)")
@@ -118,8 +122,8 @@ def main(argv: list[str] | None = None) -> int:
                         "proposes its n-best, the best mean CTC log-likelihood (+ LM) wins")
     args = p.parse_args(argv)
     s = decode_manifest(args.model_dir, args.manifest, args.out, args.method, args.beam_size, args.batch_size,
-                        args.device, args.lm, args.lm_weight, args.lm_bonus, args.int8, args.warps,
-                        args.ensemble)
+                        args.device, args.lm, args.lm_weight, args.lm_bonus, args.int8, args.bf16,
+                        args.warps, args.ensemble)
     wer = f"WER {100 * s['wer']:.2f}% CER {100 * s['cer']:.2f}% " if "wer" in s else ""
     print(f"{args.manifest}: {s['utterances']} utts {wer}RTF {s['rtf']:.4f} -> {args.out}")
     return 0

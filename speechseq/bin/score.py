@@ -31,7 +31,7 @@ def method_label(summary: dict) -> str:
         label += f" + ensemble of {len(summary['ensemble']) + 1}"
     if summary.get("warps"):
         label += f" + VTLN ({len(summary['warps'])} warps)"
-    return label + (", int8" if summary.get("int8") else "")
+    return label + (", int8" if summary.get("int8") else "") + (", bf16" if summary.get("bf16") else "")
 
 
 def format_table(summaries: list[dict], names: list[str]) -> str:

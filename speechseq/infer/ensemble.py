@@ -53,15 +53,17 @@ def _member_pass(member: Recognizer, items: Sequence[AudioInput], first: int, ba
     fuse = lm if lm is not None and member.fits(lm) else None
     ctc = member.model if member.kind == "ctc" else member.model.ctc
     for idx, padded, lens in member.padded_batches(waves, batch_size):
-        out = ctc(padded, lens)
-        if member.kind == "ctc" and method == "beam":
-            nbests = [[h.tokens for h in nb] for nb in prefix_beam_search(out.log_probs, out.lens, beam_size, lm=fuse)]
-        elif member.kind == "ctc":
-            nbests = [[h.tokens] for h in greedy_decode(out.log_probs, out.lens)]
-        elif member.kind == "aed" and method == "beam":
-            nbests = [[h.tokens for h in nb] for nb in member.model.nbest_encoded(out, beam_size, lm=fuse)]
-        else:
-            nbests = [[h.tokens] for h in member.model.decode_encoded(out, method, beam_size, lm=fuse)]
+        with member.precision():
+            out = ctc(padded, lens)
+            if member.kind == "ctc" and method == "beam":
+                nbests = [[h.tokens for h in nb]
+                          for nb in prefix_beam_search(out.log_probs, out.lens, beam_size, lm=fuse)]
+            elif member.kind == "ctc":
+                nbests = [[h.tokens] for h in greedy_decode(out.log_probs, out.lens)]
+            elif member.kind == "aed" and method == "beam":
+                nbests = [[h.tokens for h in nb] for nb in member.model.nbest_encoded(out, beam_size, lm=fuse)]
+            else:
+                nbests = [[h.tokens] for h in member.model.decode_encoded(out, method, beam_size, lm=fuse)]
         for row, (i, nbest) in enumerate(zip(idx, nbests)):
             log_probs[i] = out.log_probs[row, : int(out.lens[row])].float().cpu()
             if member.kind == "aed":
@@ -163,7 +165,8 @@ def _choose(proposals: list[list[list[int]]], log_probs: list[Tensor], hiddens: 
         ll = ctc_log_likelihoods(lp, seqs)
         if hidden is not None:  # an AED member scores as it was trained: w x CTC + (1 - w) x its decoder
             w = member.model.cfg.ctc_weight
-            ll = w * ll + (1 - w) * member.model.sequence_log_probs(hidden, seqs)
+            with member.precision():
+                ll = w * ll + (1 - w) * member.model.sequence_log_probs(hidden, seqs)
         best = torch.full((len(candidates),), -torch.inf, dtype=torch.float64)
         best.scatter_reduce_(0, torch.tensor(owner), ll, reduce="amax")
         if torch.isfinite(best).any():  # a member that can align nothing (no frames) has no say

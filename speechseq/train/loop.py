@@ -146,6 +146,21 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
+def bf16_native(device: torch.device) -> bool:
+    """Whether ``device`` multiplies bf16 natively: CUDA that supports it, or a CPU with AVX512-BF16 or AMX-BF16
+    instructions (read from /proc/cpuinfo; False where it cannot be read). Without them oneDNN emulates bf16 on the
+    CPU, slower than fp32."""
+    if device.type == "cuda":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    if device.type != "cpu":
+        return False
+    try:
+        flags = next((line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags")), "")
+    except OSError:
+        return False
+    return bool({"avx512_bf16", "amx_bf16"} & set(flags.split()))
+
+
 def amp_dtype(setting: str, device: torch.device) -> torch.dtype | None:
     if setting == "off" or (setting == "auto" and device.type != "cuda"):
         return None

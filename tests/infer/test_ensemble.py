@@ -183,6 +183,12 @@ def test_an_aed_member_is_scored_by_its_decoder_and_its_ctc_branch(members, tmp_
         tokens = aed.tokenizer.encode(text)
         ctc = float(ctc_log_likelihoods(enc.log_probs[0], [tokens])[0])
         assert w * ctc + (1 - w) * value == pytest.approx(_aed_score(aed, inputs[0], text), abs=1e-4)
+    # under bf16 autocast (decode --bf16) the same ensemble runs, AED decoder scores included, and stays close
+    half = [speechseq.load_asr(members["dirs"][0], bf16=True), speechseq.load_asr(tmp_path / "aed", bf16=True)]
+    got_bf16 = ensemble_transcribe(half, inputs, batch_size=4, method="beam", beam_size=3)
+    assert all(isinstance(r.score, float) for r in got_bf16)
+    assert sum(a.text == b.text for a, b in zip(got, got_bf16)) >= len(got) - 1
+    assert [r.score for r in got_bf16] == pytest.approx([r.score for r in got], rel=0.1, abs=0.5)
 
 
 def test_bad_ensembles_are_refused(members):

@@ -237,6 +237,25 @@ def test_int8_decoding_follows_the_fp32_model(trained, asr):
         speechseq.load_asr(trained["exp"], device="cuda", int8=True)
 
 
+def test_bf16_decoding_runs_the_network_in_bf16_and_follows_the_fp32_model(trained, asr):
+    import torch
+
+    fp32 = asr.transcribe(trained["audio"], method="greedy")
+    half = speechseq.load_asr(trained["exp"], bf16=True)
+    seen = []
+    hook = half.model.encoder.blocks[0].ff1.register_forward_hook(lambda m, i, o: seen.append(o.dtype))
+    out = half.transcribe(trained["audio"], method="greedy", word_timestamps=True)
+    hook.remove()
+    assert seen and set(seen) == {torch.bfloat16}
+    assert [t.text for t in out] == [t.text for t in fp32]
+    assert [t.score for t in out] == pytest.approx([t.score for t in fp32], rel=0.1, abs=0.5)
+    assert all(isinstance(t.score, float) and t.words is not None for t in out)
+    assert [w.word for w in half.align(trained["audio"][:2], [t.text for t in fp32[:2]])[0]] == fp32[0].text.split()
+    assert not asr.bf16 and asr.model.encoder.blocks[0].ff1.net[0].weight.dtype == torch.float32
+    with pytest.raises(SpeechseqError, match="not both"):
+        speechseq.load_asr(trained["exp"], int8=True, bf16=True)
+
+
 def test_test_time_warps_pick_the_lowest_entropy_factor_per_utterance(trained, asr):
     import torch
 
