@@ -127,6 +127,14 @@ def funasr_size_models(vocab: int, seed: int) -> dict[str, torch.nn.Module]:
     return out
 
 
+def under_bf16(fn):
+    """``fn`` run under CPU bf16 autocast (what ``Recognizer.precision`` does for a ``bf16=True`` recognizer)."""
+    def run():
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            return fn()
+    return run
+
+
 def funasr_rows(tokens: int, duration_s: float, beam_size: int, repeat: int, vocab: int, seed: int,
                 refs: dict[str, float], audio: Path | None, int8: bool = False, bf16: bool = False
                 ) -> tuple[list[list[object]], str]:
@@ -159,15 +167,9 @@ def funasr_rows(tokens: int, duration_s: float, beam_size: int, repeat: int, voc
         cands["AED greedy int8"] = aed_run(aed_q, "greedy", 0.0)
         cands[f"AED beam {beam_size} int8"] = aed_run(aed_q, "beam", 0.0)
     if bf16:  # the same weights under bf16 autocast, as load_asr(..., bf16=True) decodes
-
-        def autocast(fn):
-            def run():
-                with torch.autocast("cpu", dtype=torch.bfloat16):
-                    return fn()
-            return run
-        cands["Paraformer bf16"] = autocast(lambda: para.recognize(*one))
-        cands["AED greedy bf16"] = autocast(aed_run(aed, "greedy", 0.0))
-        cands[f"AED beam {beam_size} bf16"] = autocast(aed_run(aed, "beam", 0.0))
+        cands["Paraformer bf16"] = under_bf16(lambda: para.recognize(*one))
+        cands["AED greedy bf16"] = under_bf16(aed_run(aed, "greedy", 0.0))
+        cands[f"AED beam {beam_size} bf16"] = under_bf16(aed_run(aed, "beam", 0.0))
     check = para.ctc(*one)
     alphas, _ = para._inference_alphas(check.hidden, check.lens)
     n_fired = int(torch.floor(alphas.sum() + 1e-4))

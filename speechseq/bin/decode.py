@@ -26,8 +26,8 @@ def decode_manifest(model_dir: str, manifest: str, out_dir: str, method: str = "
                     ensemble: list[str] | None = None) -> dict:
     """Decode every utterance; write ``hyp.jsonl`` and ``summary.json`` (WER, CER, RTF) into ``out_dir``. ``lm``: an
     ARPA n-gram over the model's tokenizer pieces, fused into the beam search (CTC, AED, Paraformer). ``int8``:
-    int8 dynamic-quantized Linear layers (CPU). ``bf16``: the network under bf16 autocast. ``warps``: test-time VTLN over these factors (``transcribe``'s
-    ``warps``); every hypothesis line then carries its ``warp``. ``ensemble``: more model directories decoded
+    int8 dynamic-quantized Linear layers (CPU). ``bf16``: the network under bf16 autocast. ``warps``: test-time
+    VTLN over these factors (``transcribe``'s ``warps``); every hypothesis line then carries its ``warp``. ``ensemble``: more model directories decoded
     together with ``model_dir`` by n-best rescoring (:func:`speechseq.infer.ensemble.ensemble_transcribe`; ``lm`` is
     over ``model_dir``'s tokenizer)."""
     if ensemble and warps:
@@ -113,7 +113,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--lm-bonus", type=float, default=1.0, help="score added per token (offsets the LM's cost)")
     p.add_argument("--int8", action="store_true", help="decode with int8 dynamic-quantized Linear layers (CPU only)")
     p.add_argument("--bf16", action="store_true",
-                   help="run the network under bf16 autocast (CUDA, or a CPU with AVX512-BF16/AMX: ~2x faster encoder)")
+                   help="run the network under bf16 autocast (CUDA, or a CPU with AVX512-BF16/AMX; pays off for large "
+                        "models: docs/benchmarks.md)")
     p.add_argument("--warps", type=_factors, help="test-time VTLN: comma-separated frequency-warp factors, e.g. "
                    "0.85,0.9,0.95,1,1.05,1.1,1.15,1.2; each utterance is decoded at the one whose CTC posteriors are "
                    "the most certain (one more encoder pass per factor)")
