@@ -26,6 +26,11 @@ The references (``--ref-*``) were measured by the project with FunASR on this ki
 ``--int8``: every model is also timed (and, if trained, scored) with int8 dynamic-quantized Linear layers
 (:func:`speechseq.infer.quantize.quantize_int8`), in the same interleaved rounds as its fp32 rows. ``--bf16``: the
 same with the network under bf16 autocast (``load_asr(..., bf16=True)``; fast on CPUs with AVX512-BF16 or AMX).
+
+``--flops`` (with ``--funasr-size``): the FunASR-size Paraformer decode's floating-point operations, counted by
+``torch.utils.flop_counter.FlopCounterMode`` (matrix products and convolutions, by part of the model), and the
+throughput of a large square GEMM on this machine (fp32, and bf16 with ``--bf16``); their quotient over the audio's
+duration is the RTF floor no implementation of the same network can beat here, printed beside the measured RTF.
 """
 
 from __future__ import annotations
@@ -33,9 +38,11 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+import time
 from pathlib import Path
 
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench_decode import speech_pool, windows  # noqa: E402
@@ -135,9 +142,47 @@ def under_bf16(fn):
     return run
 
 
+def gemm_flops_per_s(dtype: torch.dtype, n: int = 2048, repeat: int = 5) -> float:
+    """Best-of-``repeat`` throughput of an n x n x n matrix product (the rate a well-blocked GEMM reaches here)."""
+    a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
+    torch.mm(a, b)
+    best = min(_timed(lambda: torch.mm(a, b)) for _ in range(repeat))
+    return 2 * n**3 / best
+
+
+def _timed(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def flop_rows(para: torch.nn.Module, one: tuple[torch.Tensor, torch.Tensor], duration_s: float,
+              measured: dict[str, float], bf16: bool) -> tuple[list[list[object]], list[list[object]]]:
+    """The Paraformer decode's FLOPs by part, and for each precision the RTF floor (FLOPs / GEMM rate / duration)
+    beside the measured RTF (``measured``: row name -> RTF)."""
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        para.recognize(*one)
+    total = counter.get_total_flops()
+    by_module = counter.get_flop_counts()
+    # FlopCounterMode names a module by the class of the outermost module called (recognize() calls the CTC
+    # model, the predictor and the decoder in turn) and its path below it; keep two levels, and the subsampling
+    parts = [[name, sum(ops.values()) / 1e9, 100 * sum(ops.values()) / total] for name, ops in by_module.items()
+             if name != "Global" and (name.count(".") <= 1 or name.endswith("encoder.subsampling"))]
+    parts.append(["total", total / 1e9, 100.0])
+    floors = []
+    for label, dtype, row in [("fp32", torch.float32, "Paraformer"), ("bf16", torch.bfloat16, "Paraformer bf16")]:
+        if dtype is torch.bfloat16 and not bf16:
+            continue
+        rate = gemm_flops_per_s(dtype)
+        floor = total / rate / duration_s
+        rtf = measured.get(row, float("nan"))
+        floors.append([label, rate / 1e9, floor, rtf, rtf / floor])
+    return parts, floors
+
+
 def funasr_rows(tokens: int, duration_s: float, beam_size: int, repeat: int, vocab: int, seed: int,
-                refs: dict[str, float], audio: Path | None, int8: bool = False, bf16: bool = False
-                ) -> tuple[list[list[object]], str]:
+                refs: dict[str, float], audio: Path | None, int8: bool = False, bf16: bool = False,
+                flops: bool = False) -> tuple[list[list[object]], str, tuple[list[list[object]], list[list[object]]]]:
     num = int(duration_s * SAMPLE_RATE)
     pool, source = speech_pool(audio, num)
     one = windows(pool, 1, num)
@@ -186,7 +231,8 @@ def funasr_rows(tokens: int, duration_s: float, beam_size: int, repeat: int, voc
         rows.append([name, f"{count_params(model) / 1e6:.1f}M", rtf, t.min_s / duration_s, ref_of[name],
                      rtf / ref_of[name], t.median_s / para_t])
     note = f"{source}; {frames} encoder frames; Paraformer fired {n_fired} tokens, AED decoded {tokens}"
-    return rows, note
+    floor = flop_rows(para, one, duration_s, {r[0]: r[2] for r in rows}, bf16) if flops else ([], [])
+    return rows, note, floor
 
 
 def main() -> int:
@@ -216,7 +262,11 @@ def main() -> int:
                                                        "layers (speechseq.infer.quantize; rows NAME@int8 / '... int8')")
     p.add_argument("--bf16", action="store_true", help="also time every model under bf16 autocast (rows NAME@bf16 / "
                                                        "'... bf16')")
+    p.add_argument("--flops", action="store_true", help="with --funasr-size: count the Paraformer decode's FLOPs and "
+                                                        "print the RTF floor of this machine's GEMM rate")
     args = p.parse_args()
+    if args.flops and not args.funasr_size:
+        p.error("--flops needs --funasr-size")
     if not args.model and not args.funasr_size:
         p.error("give --model NAME=DIR (with --manifest) and/or --funasr-size")
     set_threads(args.threads)
@@ -238,11 +288,19 @@ def main() -> int:
         print(markdown_table(["model", "encoder-pass RTF"], enc_rows, 4))
     if args.funasr_size:
         refs = {"paraformer": args.ref_paraformer, "ar_beam": args.ref_ar_beam, "ar_greedy": args.ref_ar_greedy}
-        rows, note = funasr_rows(args.tokens, args.duration_s, args.beam_size, args.repeat, args.vocab, args.seed,
-                                 refs, args.audio, args.int8, args.bf16)
+        rows, note, (parts, floors) = funasr_rows(args.tokens, args.duration_s, args.beam_size, args.repeat,
+                                                  args.vocab, args.seed, refs, args.audio, args.int8, args.bf16,
+                                                  args.flops)
         print(f"\n## FunASR conformer-Paraformer size, random weights, {args.duration_s:.0f} s: {note}\n")
         print(markdown_table(["decoder", "params", "RTF", "RTF (fastest)", "FunASR RTF", "x FunASR", "x Paraformer"],
                              rows, 4))
+        if args.flops:
+            print("\nParaformer decode, floating-point operations by part (FlopCounterMode: matmuls and convolutions; "
+                  "the encoder includes its subsampling):\n")
+            print(markdown_table(["part", "GFLOP", "% of total"], parts, 2))
+            print("\nRTF floor = GFLOP / GEMM rate / duration (2048^3 torch.mm, best of 5):\n")
+            print(markdown_table(["precision", "GEMM GFLOP/s", "floor RTF", "measured RTF", "measured / floor"],
+                                 floors, 4))
     return 0
 
 

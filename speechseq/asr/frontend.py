@@ -1,8 +1,11 @@
 """ASR front end shared by every ASR model: waveform -> log-mel fbank -> (training: VTLP warp, random EQ; at test
-time, optionally, a given warp per utterance) -> global mean/variance norm -> (training: SpecAugment).
+time, optionally, a given warp per utterance) -> (optionally: per-utterance mean subtraction) -> global mean/variance
+norm -> (training: SpecAugment).
 
-Global (corpus-level) statistics, not per-utterance CMVN: they are fixed buffers, so streaming and offline see the
-same normalisation. ``set_stats`` is called once before training from a sample of training features.
+Global (corpus-level) statistics by default, not per-utterance CMVN: they are fixed buffers, so streaming and offline
+see the same normalisation. ``set_stats`` is called once before training from a sample of training features.
+``utterance_cmn`` (off by default) also subtracts each utterance's own mean log-mel over its valid frames, which
+removes a fixed channel or speaker spectral envelope; it needs the whole utterance, so it is for offline models.
 Dims: B batch, N samples, T frames, F mel bins.
 """
 
@@ -25,7 +28,9 @@ class FrontendConfig:
     (:func:`speechseq.audio.functional.vtlp_warp`; 0 switches it off; ~0.1 spans adult male to female vocal
     tracts); eq_db: in training, a random smooth gain curve with coefficients up to this many dB is added to each
     utterance's log-mel (:func:`speechseq.audio.functional.random_eq_curves`; 0 = off); eq_terms: cosine terms of
-    that curve (1 = level only, 2 adds a spectral tilt, more add narrower bumps)."""
+    that curve (1 = level only, 2 adds a spectral tilt, more add narrower bumps); utterance_cmn: subtract each
+    utterance's mean log-mel (over its valid frames, per bin) before the global normalisation, in training and at
+    test time alike (offline only: it needs the whole utterance)."""
 
     fbank: FbankConfig = field(default_factory=FbankConfig)
     specaug: SpecAugmentConfig = field(default_factory=SpecAugmentConfig)
@@ -33,6 +38,7 @@ class FrontendConfig:
     vtlp: float = 0.0
     eq_db: float = 0.0
     eq_terms: int = 4
+    utterance_cmn: bool = False
 
 
 class Frontend(nn.Module):
@@ -85,7 +91,16 @@ class Frontend(nn.Module):
         if self.training and self.cfg.eq_db > 0.0:
             curves = random_eq_curves(feats.shape[0], feats.shape[2], self.cfg.eq_db, self.cfg.eq_terms)
             feats = feats + curves.to(feats.device)[:, None]
+        if self.cfg.utterance_cmn:  # re-centred on the global mean, so the global statistics still apply
+            feats = feats - utterance_mean(feats, feat_lens) + self.mean
         feats = (feats - self.mean) * self.inv_std
         if self.training and self.specaug is not None:
             feats = self.specaug(feats, feat_lens)
         return feats, feat_lens
+
+
+def utterance_mean(feats: Tensor, feat_lens: Tensor) -> Tensor:
+    """(B, T, F), (B,) -> (B, 1, F): each utterance's mean over its first ``feat_lens`` frames (padding ignored, so
+    an utterance's result does not depend on what it is batched with)."""
+    valid = (torch.arange(feats.shape[1], device=feats.device)[None] < feat_lens[:, None]).unsqueeze(-1)
+    return (feats * valid).sum(1, keepdim=True) / feat_lens.clamp(min=1)[:, None, None].to(feats.dtype)

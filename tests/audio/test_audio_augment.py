@@ -186,3 +186,25 @@ def test_frontend_eq_applies_its_number_of_terms_in_training_only():
     assert torch.allclose(diff, diff[:, :1].expand_as(diff), atol=1e-4) and diff[:, 0].std(dim=-1).min() > 0.05
     with pytest.raises(ConfigError, match="eq_terms"):
         Frontend(FrontendConfig(eq_db=1.0, eq_terms=0))
+
+
+def test_utterance_cmn_removes_a_fixed_channel_and_ignores_padding():
+    from speechseq.asr.frontend import Frontend, FrontendConfig
+
+    torch.manual_seed(0)
+    wave = torch.randn(1, 8000) * torch.linspace(0.1, 1.0, 8000)
+    louder = 4.0 * wave  # a fixed channel gain: a constant offset on every log-mel frame
+    cmn = Frontend(FrontendConfig(utterance_cmn=True, specaug_enabled=False)).eval()
+    plain = Frontend(FrontendConfig(specaug_enabled=False)).eval()
+    lens = torch.tensor([8000])
+    assert torch.allclose(cmn(wave, lens)[0], cmn(louder, lens)[0], atol=1e-3)
+    assert (plain(wave, lens)[0] - plain(louder, lens)[0]).abs().mean() > 1.0
+    # each item's mean is over its own frames: batched beside a longer utterance (zero-padded) == alone
+    longer = torch.randn(1, 16000)
+    batch = torch.cat([torch.nn.functional.pad(wave, (0, 8000)), longer])
+    feats, feat_lens = cmn(batch, torch.tensor([8000, 16000]))
+    alone, alone_lens = cmn(wave, lens)
+    assert feat_lens[0] == alone_lens[0]
+    assert torch.allclose(feats[0, : alone_lens[0]], alone[0], atol=1e-4)
+    valid = feats[1] * cmn.inv_std.reciprocal() + cmn.mean  # undo the global norm: the mean is the global mean
+    assert torch.allclose(valid.mean(0), cmn.mean, atol=1e-4)

@@ -256,6 +256,25 @@ def test_bf16_decoding_runs_the_network_in_bf16_and_follows_the_fp32_model(train
         speechseq.load_asr(trained["exp"], int8=True, bf16=True)
 
 
+def test_bf16_without_native_instructions_warns_that_it_is_slow(trained, monkeypatch, caplog):
+    import logging
+
+    from speechseq.infer import recognizer
+
+    monkeypatch.setattr(recognizer, "bf16_native", lambda device: False)
+    with caplog.at_level(logging.WARNING, logger="speechseq.infer"):
+        speechseq.load_asr(trained["exp"])
+        assert not caplog.records  # fp32 says nothing
+        speechseq.load_asr(trained["exp"], bf16=True)
+    assert len(caplog.records) == 1 and "no native bf16" in caplog.records[0].getMessage()
+    assert str(trained["exp"]) in caplog.records[0].getMessage()
+    monkeypatch.setattr(recognizer, "bf16_native", lambda device: True)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="speechseq.infer"):
+        speechseq.load_asr(trained["exp"], bf16=True)
+    assert not caplog.records
+
+
 def test_test_time_warps_pick_the_lowest_entropy_factor_per_utterance(trained, asr):
     import torch
 
