@@ -30,7 +30,9 @@ same with the network under bf16 autocast (``load_asr(..., bf16=True)``; fast on
 ``--flops`` (with ``--funasr-size``): the FunASR-size Paraformer decode's floating-point operations, counted by
 ``torch.utils.flop_counter.FlopCounterMode`` (matrix products and convolutions, by part of the model), and the
 throughput of a large square GEMM on this machine (fp32, and bf16 with ``--bf16``); their quotient over the audio's
-duration is the RTF floor no implementation of the same network can beat here, printed beside the measured RTF.
+duration is the RTF of a decode that ran every counted operation at the large GEMM's rate (a floor for this network
+here: its own smaller shapes run slower), printed beside the measured RTF. Top-level ``Linear`` rows are the
+decoder's cross-attention keys/values over the encoder output and its output layer, called outside its layers.
 """
 
 from __future__ import annotations
