@@ -14,7 +14,6 @@ import torch
 
 from speechseq.audio.io import load_audio
 from speechseq.data.manifest import read_manifest
-from speechseq.errors import SpeechseqError
 from speechseq.infer.ensemble import ensemble_transcribe
 from speechseq.infer.recognizer import load_asr
 from speechseq.text.score import error_rates
@@ -27,11 +26,10 @@ def decode_manifest(model_dir: str, manifest: str, out_dir: str, method: str = "
     """Decode every utterance; write ``hyp.jsonl`` and ``summary.json`` (WER, CER, RTF) into ``out_dir``. ``lm``: an
     ARPA n-gram over the model's tokenizer pieces, fused into the beam search (CTC, AED, Paraformer). ``int8``:
     int8 dynamic-quantized Linear layers (CPU). ``bf16``: the network under bf16 autocast. ``warps``: test-time
-    VTLN over these factors (``transcribe``'s ``warps``); every hypothesis line then carries its ``warp``. ``ensemble``: more model directories decoded
-    together with ``model_dir`` by n-best rescoring (:func:`speechseq.infer.ensemble.ensemble_transcribe`; ``lm`` is
-    over ``model_dir``'s tokenizer)."""
-    if ensemble and warps:
-        raise SpeechseqError("decode: --ensemble and --warps cannot be combined")
+    VTLN over these factors (``transcribe``'s ``warps``); a single model's hypothesis lines then carry their
+    ``warp``, and in an ensemble every member picks its own factor per utterance. ``ensemble``: more model
+    directories decoded together with ``model_dir`` by n-best rescoring
+    (:func:`speechseq.infer.ensemble.ensemble_transcribe`; ``lm`` is over ``model_dir``'s tokenizer)."""
     asr = load_asr(model_dir, device, int8=int8, bf16=bf16)
     members = [asr, *(load_asr(d, device, int8=int8, bf16=bf16) for d in ensemble or [])]
     fusion = asr.load_lm(lm, lm_weight, lm_bonus) if lm else None
@@ -45,7 +43,7 @@ def decode_manifest(model_dir: str, manifest: str, out_dir: str, method: str = "
     start = time.perf_counter()
     if len(members) > 1:
         results = ensemble_transcribe(members, waves, batch_size=batch_size, method=method, beam_size=beam_size,
-                                      lm=fusion)
+                                      lm=fusion, warps=warps)
     else:
         results = asr.transcribe(waves, batch_size=batch_size, method=method, beam_size=beam_size, lm=fusion,
                                  warps=warps)

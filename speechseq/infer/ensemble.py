@@ -41,11 +41,12 @@ CHUNK = 256
 
 @torch.no_grad()
 def _member_pass(member: Recognizer, items: Sequence[AudioInput], first: int, batch_size: int, method: str,
-                 beam_size: int, lm: LmFusion | None
+                 beam_size: int, lm: LmFusion | None, warps: Sequence[float] | None = None
                  ) -> tuple[list[Tensor], list[Tensor | None], list[list[list[int]]]]:
     """One member over ``items`` (``inputs[first:]``, for error messages): per utterance, its CTC head's (T', V)
     log-posteriors, an AED member's (T', D) encoder output for its decoder's scores (else None), both on the CPU,
-    and its proposals (token ids)."""
+    and its proposals (token ids). ``warps``: the member first picks its own factor per utterance
+    (:meth:`Recognizer.choose_warps`), and its proposals and scores all come from that warped pass."""
     waves = [member._load(x, f"inputs[{first + i}]") for i, x in enumerate(items)]
     log_probs: list[Tensor | None] = [None] * len(waves)
     hiddens: list[Tensor | None] = [None] * len(waves)
@@ -53,8 +54,9 @@ def _member_pass(member: Recognizer, items: Sequence[AudioInput], first: int, ba
     fuse = lm if lm is not None and member.fits(lm) else None
     ctc = member.model if member.kind == "ctc" else member.model.ctc
     for idx, padded, lens in member.padded_batches(waves, batch_size):
+        warp = member.choose_warps(padded, lens, warps) if warps is not None else None
         with member.precision():
-            out = ctc(padded, lens)
+            out = ctc(padded, lens, warp=warp)
             if member.kind == "ctc" and method == "beam":
                 nbests = [[h.tokens for h in nb]
                           for nb in prefix_beam_search(out.log_probs, out.lens, beam_size, lm=fuse)]
@@ -94,7 +96,8 @@ def _lm_logprob(lm: LmFusion, tokens: Sequence[int]) -> float:
 
 
 def ensemble_transcribe(members: Sequence[Recognizer], inputs: Sequence[AudioInput], batch_size: int = 8,
-                        method: str = "beam", beam_size: int = 10, lm: LmFusion | None = None) -> list[Transcript]:
+                        method: str = "beam", beam_size: int = 10, lm: LmFusion | None = None,
+                        warps: Sequence[float] | None = None) -> list[Transcript]:
     """Transcribe ``inputs`` (paths or (array, sample_rate) pairs) with an ensemble; one Transcript per input.
 
     Args:
@@ -104,6 +107,8 @@ def ensemble_transcribe(members: Sequence[Recognizer], inputs: Sequence[AudioInp
         lm: shallow fusion for the proposals of the members that share its tokenizer, and in the final score:
             ``mean member score + lm.weight * LM log-prob (with </s>) + lm.length_bonus * tokens`` with the
             tokens of the first member that shares the LM's tokenizer.
+        warps: test-time VTLN: every member decodes each utterance at the factor of ``warps`` it is most certain
+            at (:meth:`Recognizer.choose_warps`, its own choice), and scores every proposal at that factor.
     Returns:
         Transcripts whose ``tokens`` are the first member's tokenization and ``score`` the ensemble score above.
     Raises:
@@ -137,7 +142,7 @@ def ensemble_transcribe(members: Sequence[Recognizer], inputs: Sequence[AudioInp
     results = []
     for first in range(0, len(inputs), CHUNK):  # bounded memory: the posteriors of CHUNK utterances at a time
         items = inputs[first:first + CHUNK]
-        passes = [_member_pass(m, items, first, batch_size, method, beam_size, lm) for m in members]
+        passes = [_member_pass(m, items, first, batch_size, method, beam_size, lm, warps) for m in members]
         for i in range(len(items)):
             results.append(_choose([p[2][i] for p in passes], [p[0][i] for p in passes], [p[1][i] for p in passes],
                                    members, groups, lm, lm_member))

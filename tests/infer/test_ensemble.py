@@ -219,9 +219,33 @@ def test_decode_cli_ensemble(members, tmp_path, fsdd_tiny):
     manifest = [json.loads(line) for line in Path(fsdd_tiny["dev"]).read_text().splitlines()]
     expect = ensemble_transcribe(recs, [m["audio"] for m in manifest], method="greedy")  # each at its own rate
     assert [r["hyp"] for r in rows] == [e.text for e in expect]
-    with pytest.raises(SpeechseqError, match="ensemble"):
-        decode_cli.decode_manifest(str(a), str(fsdd_tiny["dev"]), str(tmp_path / "x"), ensemble=[str(b)],
-                                   warps=[1.0])
+    # with test-time warps: every member picks its own factor (the same as the library call)
+    assert decode_cli.main(["--model-dir", str(a), "--ensemble", str(b), "--manifest", str(fsdd_tiny["dev"]),
+                            "--out", str(tmp_path / "warped"), "--method", "greedy", "--warps", "0.9,1,1.1"]) == 0
+    warped = [json.loads(line)["hyp"] for line in (tmp_path / "warped" / "hyp.jsonl").read_text().splitlines()]
+    expect = ensemble_transcribe(recs, [m["audio"] for m in manifest], method="greedy", warps=[0.9, 1.0, 1.1])
+    assert warped == [e.text for e in expect]
+    assert json.loads((tmp_path / "warped" / "summary.json").read_text())["warps"] == [0.9, 1.0, 1.1]
+
+
+def test_ensemble_with_warps_lets_every_member_pick_its_own_factor(members, monkeypatch):
+    from speechseq.infer.recognizer import Recognizer
+
+    recs, inputs = members["recs"], members["audio"]
+    warps = [0.85, 1.0, 1.15]
+    own = [r.text for r in recs[0].transcribe(inputs, method="greedy", warps=warps)]
+    assert [r.text for r in ensemble_transcribe(recs[:1], inputs, method="greedy", warps=warps)] == own
+    plain = [r.text for r in ensemble_transcribe(recs, inputs, method="greedy")]
+    assert [r.text for r in ensemble_transcribe(recs, inputs, method="greedy", warps=[1.0])] == plain
+    chosen = []  # (member, its factors) for every batch
+    pick = Recognizer.choose_warps
+    monkeypatch.setattr(Recognizer, "choose_warps",
+                        lambda self, padded, lens, w: chosen.append((self, pick(self, padded, lens, w))) or chosen[-1][1])
+    got = [r.text for r in ensemble_transcribe(recs, inputs, batch_size=8, method="greedy", warps=warps)]
+    assert [m for m, _ in chosen] == recs  # one batch each: each member chose for itself
+    assert all(set(f.tolist()) <= set(warps) for _, f in chosen)
+    alone = [ensemble_transcribe(recs, [x], batch_size=1, method="greedy", warps=warps)[0].text for x in inputs]
+    assert alone == got  # batched == one by one
 
 
 def test_a_proposal_is_scored_by_its_own_segmentation_too():
