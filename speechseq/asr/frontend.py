@@ -19,6 +19,7 @@ from torch import Tensor, nn
 from speechseq.audio.functional import random_eq_curves, vtlp_warp
 from speechseq.audio.transforms import Fbank, FbankConfig, SpecAugment, SpecAugmentConfig
 from speechseq.errors import ConfigError
+from speechseq.layers.masks import valid_mask
 
 
 @dataclass
@@ -102,5 +103,5 @@ class Frontend(nn.Module):
 def utterance_mean(feats: Tensor, feat_lens: Tensor) -> Tensor:
     """(B, T, F), (B,) -> (B, 1, F): each utterance's mean over its first ``feat_lens`` frames (padding ignored, so
     an utterance's result does not depend on what it is batched with)."""
-    valid = (torch.arange(feats.shape[1], device=feats.device)[None] < feat_lens[:, None]).unsqueeze(-1)
+    valid = valid_mask(feat_lens, feats.shape[1]).unsqueeze(-1)
     return (feats * valid).sum(1, keepdim=True) / feat_lens.clamp(min=1)[:, None, None].to(feats.dtype)

@@ -35,7 +35,6 @@ from speechseq.errors import AudioError, SpeechseqError
 from speechseq.text.ngram import LmFusion, TokenLmScorer, read_arpa
 from speechseq.text.tokenizer import EOS_ID, Tokenizer
 from speechseq.train import checkpoint as ckpt
-from speechseq.train.loop import bf16_native
 
 log = logging.getLogger("speechseq.infer")
 
@@ -336,9 +335,12 @@ def load_asr(model_dir: str | Path, device: str = "cpu", int8: bool = False, bf1
         raise SpeechseqError(f"{model_dir}: int8 decoding runs on the CPU only, not on {dev}")
     if int8 and bf16:
         raise SpeechseqError(f"{model_dir}: choose int8 or bf16 decoding, not both")
-    if bf16 and not bf16_native(dev):
-        log.warning("%s: bf16 decoding on %s, which has no native bf16 instructions (AVX512-BF16/AMX on a CPU): "
-                    "bf16 is emulated there and decodes several times slower than fp32", model_dir, dev)
+    if bf16:
+        from speechseq.train import loop  # lazily: it imports the training data loader and torch.distributed
+
+        if not loop.bf16_native(dev):
+            log.warning("%s: bf16 decoding on %s, which has no native bf16 instructions (AVX512-BF16/AMX on a CPU): "
+                        "bf16 is emulated there and decodes several times slower than fp32", model_dir, dev)
     model, tokenizer, kind = load_model_dir(model_dir, dev)
     if int8:
         from speechseq.infer.quantize import quantize_int8

@@ -259,16 +259,16 @@ def test_bf16_decoding_runs_the_network_in_bf16_and_follows_the_fp32_model(train
 def test_bf16_without_native_instructions_warns_that_it_is_slow(trained, monkeypatch, caplog):
     import logging
 
-    from speechseq.infer import recognizer
+    from speechseq.train import loop
 
-    monkeypatch.setattr(recognizer, "bf16_native", lambda device: False)
+    monkeypatch.setattr(loop, "bf16_native", lambda device: False)
     with caplog.at_level(logging.WARNING, logger="speechseq.infer"):
         speechseq.load_asr(trained["exp"])
         assert not caplog.records  # fp32 says nothing
         speechseq.load_asr(trained["exp"], bf16=True)
     assert len(caplog.records) == 1 and "no native bf16" in caplog.records[0].getMessage()
     assert str(trained["exp"]) in caplog.records[0].getMessage()
-    monkeypatch.setattr(recognizer, "bf16_native", lambda device: True)
+    monkeypatch.setattr(loop, "bf16_native", lambda device: True)
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="speechseq.infer"):
         speechseq.load_asr(trained["exp"], bf16=True)
