@@ -195,8 +195,10 @@ class AedModel(nn.Module):
         x the utterance's encoder frames). ``lm``: n-gram shallow fusion in the beam search. ``warp``: (B,) test-time
         frequency-warp factors for the front end (:meth:`CtcModel.forward`).
         """
-        return self.decode_encoded(self.ctc(waves, wave_lens, warp=warp), method, beam_size, spans, min_len, max_len,
-                                   lm)
+        # the CTC posteriors are read only by the spans' alignment and by CTC prefix scoring in the beam search
+        head = spans or (method == "beam" and self.cfg.decode_ctc_weight > 0)
+        return self.decode_encoded(self.ctc(waves, wave_lens, warp=warp, head=head), method, beam_size, spans,
+                                   min_len, max_len, lm)
 
     @torch.no_grad()
     def decode_encoded(self, enc: CtcOutput, method: str = "greedy", beam_size: int | None = None,

@@ -61,11 +61,11 @@ class CtcConfig:
 
 @dataclass
 class CtcOutput:
-    """``loss`` (scalar, mean over utterances), ``log_probs`` (B, T', V), ``lens`` (B,), scalar ``metrics``, and the
-    final encoder output ``hidden`` (B, T', D) that attention decoders read."""
+    """``loss`` (scalar, mean over utterances), ``log_probs`` (B, T', V; None when the head was skipped), ``lens``
+    (B,), scalar ``metrics``, and the final encoder output ``hidden`` (B, T', D) that attention decoders read."""
 
     loss: Tensor | None
-    log_probs: Tensor
+    log_probs: Tensor | None
     lens: Tensor
     metrics: dict[str, float]
     hidden: Tensor
@@ -109,7 +109,7 @@ class CtcModel(nn.Module):
             state_dict.pop(key, None)
 
     def forward(self, waves: Tensor, wave_lens: Tensor, tokens: Tensor | None = None,
-                token_lens: Tensor | None = None, warp: Tensor | None = None) -> CtcOutput:
+                token_lens: Tensor | None = None, warp: Tensor | None = None, head: bool = True) -> CtcOutput:
         """
         Args:
             waves: (B, N) float32 audio at the frontend's sample rate, zero-padded.
@@ -117,11 +117,18 @@ class CtcModel(nn.Module):
             tokens: (B, L) int64 targets (padding ignored), or None for inference.
             token_lens: (B,) int64 target lengths.
             warp: (B,) test-time frequency-warp factors for the front end (:meth:`Frontend.forward`), or None.
+            head: compute the CTC head's log-posteriors; False (inference only) leaves ``log_probs`` None, for
+                decoders that read only ``hidden``: the head and its log-softmax are 3% of a FunASR-size
+                Paraformer decode (a 256 x 5000 product and a softmax over 5000 tokens per frame).
         """
         feats, feat_lens = self.frontend(waves, wave_lens, warp)
         use_inter = self.training and tokens is not None and self.ctc_cfg.inter_weight > 0
         inter_layers = self.ctc_cfg.inter_layers if (use_inter or self.condition is not None) else ()
         enc = self.encoder(feats, feat_lens, inter_layers=inter_layers, condition=self.condition)
+        if not head:
+            if tokens is not None:
+                raise ValueError("the CTC loss needs the head: head=False is for inference only")
+            return CtcOutput(None, None, enc.y_lens, {}, enc.y)
         log_probs = self.head(enc.y).float().log_softmax(-1)
         if tokens is None:
             return CtcOutput(None, log_probs, enc.y_lens, {}, enc.y)

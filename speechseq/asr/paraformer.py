@@ -367,7 +367,8 @@ class ParaformerModel(nn.Module):
         over the same slots, with n-gram shallow fusion when ``lm``; without an LM it returns the greedy result).
         ``spans``: also give every token's frames from the same pass's CIF weights (see :meth:`token_spans`).
         ``warp``: (B,) test-time frequency-warp factors for the front end (:meth:`CtcModel.forward`)."""
-        return self.decode_encoded(self.ctc(waves, wave_lens, warp=warp), method, beam_size, spans, lm)
+        # neither the slots nor their spans read the CTC posteriors
+        return self.decode_encoded(self.ctc(waves, wave_lens, warp=warp, head=False), method, beam_size, spans, lm)
 
     @torch.no_grad()
     def decode_encoded(self, enc: CtcOutput, method: str = "greedy", beam_size: int = 10, spans: bool = False,
@@ -408,7 +409,7 @@ class ParaformerModel(nn.Module):
     def token_spans(self, waves: Tensor, wave_lens: Tensor, hyps: list[Hypothesis]) -> list[list[TokenSpan]]:
         """Frames of every token of hypotheses from :meth:`recognize` (token i = CIF slot i) from the CIF weights: the
         frames that fed the token, less the frames whose weight is below ``span_min_weight`` (silence)."""
-        enc = self.ctc(waves, wave_lens)
+        enc = self.ctc(waves, wave_lens, head=False)
         alphas, _ = self._inference_alphas(enc.hidden, enc.lens)
         return self._cif_spans(alphas, enc.lens, hyps)
 

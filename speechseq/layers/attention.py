@@ -86,9 +86,12 @@ class RelPositionAttention(nn.Module):
         p = self.pos(pos).view(-1, self.num_heads, self.head_dim).transpose(0, 1)  # (H, Tk+Tq-1, Dh)
         scale = 1.0 / math.sqrt(self.head_dim)
         # The position term enters as an additive bias; the content term, softmax and weighted sum run fused
-        # (scaled_dot_product_attention computes (q + u) k^T * scale + bias).
-        bd = rel_shift(torch.matmul(q + self.pos_bias_v[None, :, None], p.transpose(-1, -2)[None]), tk) * scale
-        bd = bd.masked_fill(~mask[:, None], float("-inf"))
+        # (scaled_dot_product_attention computes (q + u) k^T * scale + bias). The scale goes on the (Tq, Dh) query
+        # side, not the (Tq, Tk) scores; a mask that allows everything (a lone full-context utterance) is not
+        # applied at all: both save a pass over the (B, H, Tq, Tk) scores in every layer.
+        bd = rel_shift(torch.matmul((q + self.pos_bias_v[None, :, None]) * scale, p.transpose(-1, -2)[None]), tk)
+        if not bool(mask.all()):
+            bd = bd.masked_fill(~mask[:, None], float("-inf"))
         y = F.scaled_dot_product_attention(q + self.pos_bias_u[None, :, None], k, v, attn_mask=bd,
                                            dropout_p=self.dropout if self.training else 0.0)
         return self.out(y.transpose(1, 2).reshape(b, tq, d)), kv_in

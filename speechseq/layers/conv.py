@@ -50,7 +50,8 @@ class ConvModule(nn.Module):
         # around them. The depthwise conv reads the same (B, T, D) memory as a channels-last (B, D, T, 1) image: on the
         # CPU oneDNN's channels-last depthwise conv is ~4x faster than Conv1d's (forward + backward), with no copy.
         h = F.glu(F.linear(x, self.pointwise_in.weight[:, :, 0], self.pointwise_in.bias), dim=-1)  # (B, T, D)
-        h = h * valid[:, :, None].to(h.dtype)
+        if not bool(valid.all()):  # nothing to zero for an unpadded batch
+            h = h * valid[:, :, None].to(h.dtype)
         if self.causal:
             left = cache.transpose(1, 2) if cache is not None else h.new_zeros(h.shape[0], self.kernel_size - 1,
                                                                                   h.shape[2])

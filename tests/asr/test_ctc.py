@@ -138,6 +138,16 @@ def test_batched_decode_equals_single():
         assert torch.allclose(alone.log_probs[0], batch.log_probs[b, :n], atol=1e-4)
 
 
+def test_headless_pass_gives_the_same_hidden_states_and_refuses_training():
+    model = tiny_model().eval()
+    waves, lens, tokens, tlens = toy_batch()
+    full, headless = model(waves, lens), model(waves, lens, head=False)
+    assert headless.log_probs is None and full.log_probs is not None
+    assert torch.equal(headless.hidden, full.hidden) and torch.equal(headless.lens, full.lens)
+    with pytest.raises(ValueError, match="head=False is for inference only"):
+        model(waves, lens, tokens, tlens, head=False)
+
+
 def test_unknown_decode_method():
     model = tiny_model().eval()
     with pytest.raises(ValueError, match="unknown CTC decoding method 'viterbi'"):
