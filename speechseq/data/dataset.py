@@ -43,16 +43,26 @@ class WaveAugmentConfig:
         noise_manifest: JSONL(.gz) manifest of noise recordings (their ``text`` is ignored).
         noise_prob: probability in [0, 1] of adding noise to an utterance; needs ``noise_manifest`` when > 0.
         snr_db_range: (low, high) dB; the SNR is drawn uniformly from it.
+        late_speed_factors: the speed factors from epoch ``late_from_epoch`` on (empty = ``speed_factors``
+            throughout): a curriculum that adds the harder factors (e.g. 1.2) only once the model has learnt the
+            easier ones. It switches at an epoch boundary, so that every item's draw still depends only on its
+            epoch and index (exact resume, workers that prefetch across the switch).
+        late_from_epoch: the first epoch (0-based) of ``late_speed_factors``.
     """
 
     speed_factors: tuple[float, ...] = ()
     noise_manifest: str | None = None
     noise_prob: float = 0.0
     snr_db_range: tuple[float, float] = (10.0, 30.0)
+    late_speed_factors: tuple[float, ...] = ()
+    late_from_epoch: int = 0
 
     def __post_init__(self) -> None:
-        if any(not f > 0 for f in self.speed_factors):
-            raise ConfigError(f"augment.speed_factors: every factor must be > 0, got {self.speed_factors}")
+        for name in ("speed_factors", "late_speed_factors"):
+            if any(not f > 0 for f in getattr(self, name)):
+                raise ConfigError(f"augment.{name}: every factor must be > 0, got {getattr(self, name)}")
+        if self.late_from_epoch < 0:
+            raise ConfigError(f"augment.late_from_epoch must be >= 0, got {self.late_from_epoch}")
         if not 0.0 <= self.noise_prob <= 1.0:
             raise ConfigError(f"augment.noise_prob must be in [0, 1], got {self.noise_prob}")
         if self.noise_prob > 0 and not self.noise_manifest:
@@ -60,6 +70,12 @@ class WaveAugmentConfig:
         low, high = self.snr_db_range
         if low > high:
             raise ConfigError(f"augment.snr_db_range must be (low, high) with low <= high, got {self.snr_db_range}")
+
+    def speed_factors_at(self, epoch: int) -> tuple[float, ...]:
+        """The speed factors that epoch ``epoch`` draws from."""
+        if self.late_speed_factors and epoch >= self.late_from_epoch:
+            return self.late_speed_factors
+        return self.speed_factors
 
 
 @dataclass(frozen=True)
@@ -177,7 +193,8 @@ class AsrDataset(Dataset):
 
     @property
     def _augmenting(self) -> bool:
-        return bool(self.augment.speed_factors) or self.augment.noise_prob > 0
+        cfg = self.augment
+        return bool(cfg.speed_factors) or bool(cfg.late_speed_factors) or cfg.noise_prob > 0
 
     def __getitem__(self, index: int) -> Example | None:
         """Load, augment and encode utterance ``index``; None (after a warning) when its audio is bad."""
@@ -189,20 +206,21 @@ class AsrDataset(Dataset):
             wave = torch.from_numpy(wave_np)
             if self._augmenting:
                 generator = torch.Generator().manual_seed(_item_seed(self.seed, int(self._epoch.item()), index))
-                wave = self._augment(wave, generator)
+                wave = self._augment(wave, generator, int(self._epoch.item()))
         except AudioError as e:
             logger.warning("skipping utterance %r: %s", utt.id, e)
             return None
         tokens = self.encode(utt.text) if self.encode is not None else []
         return Example(id=utt.id, wave=wave, tokens=torch.tensor(tokens, dtype=torch.int64), text=utt.text)
 
-    def _augment(self, wave: Tensor, generator: torch.Generator) -> Tensor:
+    def _augment(self, wave: Tensor, generator: torch.Generator, epoch: int) -> Tensor:
         """Speed perturbation, then noise at a random SNR. wave: (N,) float32 -> (N',) float32."""
         from speechseq.audio.functional import mix_at_snr, speed_perturb
 
         cfg = self.augment
-        if cfg.speed_factors:
-            factor = cfg.speed_factors[int(torch.randint(len(cfg.speed_factors), (1,), generator=generator))]
+        factors = cfg.speed_factors_at(epoch)
+        if factors:
+            factor = factors[int(torch.randint(len(factors), (1,), generator=generator))]
             if factor != 1.0:
                 wave = speed_perturb(wave, self.sample_rate, factor)
         if cfg.noise_prob > 0 and float(torch.rand((), generator=generator)) < cfg.noise_prob:

@@ -140,6 +140,28 @@ def test_augmentation_is_reproducible_per_epoch_and_reaches_persistent_workers(c
     assert [lengths(workers, epoch) for epoch in (0, 1, 0)] == [expected[0], expected[1], expected[0]]
 
 
+def test_late_speed_factors_switch_at_their_epoch_in_persistent_workers(corpus) -> None:
+    manifest, _ = corpus
+    utts = [u for u in read_manifest(manifest) if u.id.startswith("good")] * 2
+    cfg = WaveAugmentConfig(speed_factors=(1.0,), late_speed_factors=(1.25,), late_from_epoch=2)
+    assert [cfg.speed_factors_at(e) for e in (0, 1, 2, 7)] == [(1.0,), (1.0,), (1.25,), (1.25,)]
+    plain = [len(AsrDataset(utts, FILE_RATE)[i].wave) for i in range(len(utts))]
+    fast = [len(AsrDataset(utts, FILE_RATE, augment=WaveAugmentConfig(speed_factors=(1.25,)))[i].wave)
+            for i in range(len(utts))]
+    assert all(f < p for f, p in zip(fast, plain))
+    dataset = AsrDataset(utts, FILE_RATE, augment=cfg)
+    sampler = DurationBucketSampler([1.0] * len(utts), max_duration_s=4.0, shuffle=False)
+    loader = make_loader(dataset, sampler, num_workers=2)
+
+    def lengths(epoch: int) -> list[int]:
+        dataset.set_epoch(epoch)
+        return sorted(n for b in loader for n in b.wave_lens.tolist())
+
+    assert [lengths(e) for e in (0, 2, 1, 3)] == [sorted(plain), sorted(fast), sorted(plain), sorted(fast)]
+    with pytest.raises(ConfigError, match="late_speed_factors"):
+        WaveAugmentConfig(late_speed_factors=(0.0,))
+
+
 def test_noise_is_mixed_at_the_requested_snr(corpus, tmp_path: Path) -> None:
     manifest, _ = corpus
     noise_wave = np.random.default_rng(0).standard_normal(3000).astype(np.float32) * 0.1
