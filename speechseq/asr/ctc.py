@@ -176,9 +176,15 @@ class CtcModel(nn.Module):
         """Decode a batch: method "greedy" or "beam" (prefix beam search, with n-gram shallow fusion when ``lm``
         is given); returns the best hypothesis per item, with ``spans`` (CTC forced alignment, from the same
         encoder pass) on request. ``warp``: (B,) test-time frequency-warp factors (:meth:`forward`)."""
+        return self.decode_encoded(self(waves, wave_lens, warp=warp), method, beam_size, spans, lm)
+
+    @torch.no_grad()
+    def decode_encoded(self, out: CtcOutput, method: str = "greedy", beam_size: int = 10, spans: bool = False,
+                       lm: LmFusion | None = None) -> list[Hypothesis]:
+        """:meth:`recognize` after the encoder: decode ``out``, an output of this model (for callers that have
+        already run the pass, such as test-time warps)."""
         if lm is not None and method != "beam":
             raise ValueError(f"LM fusion needs method 'beam', got {method!r}")
-        out = self(waves, wave_lens, warp=warp)
         if method == "greedy":
             hyps = greedy_decode(out.log_probs, out.lens)
         elif method == "beam":

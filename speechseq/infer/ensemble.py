@@ -46,7 +46,7 @@ def _member_pass(member: Recognizer, items: Sequence[AudioInput], first: int, ba
     """One member over ``items`` (``inputs[first:]``, for error messages): per utterance, its CTC head's (T', V)
     log-posteriors, an AED member's (T', D) encoder output for its decoder's scores (else None), both on the CPU,
     and its proposals (token ids). ``warps``: the member first picks its own factor per utterance
-    (:meth:`Recognizer.choose_warps`), and its proposals and scores all come from that warped pass."""
+    (:meth:`Recognizer.warped_encode`), and its proposals and scores all come from that warped pass."""
     waves = [member._load(x, f"inputs[{first + i}]") for i, x in enumerate(items)]
     log_probs: list[Tensor | None] = [None] * len(waves)
     hiddens: list[Tensor | None] = [None] * len(waves)
@@ -54,9 +54,8 @@ def _member_pass(member: Recognizer, items: Sequence[AudioInput], first: int, ba
     fuse = lm if lm is not None and member.fits(lm) else None
     ctc = member.model if member.kind == "ctc" else member.model.ctc
     for idx, padded, lens in member.padded_batches(waves, batch_size):
-        warp = member.choose_warps(padded, lens, warps) if warps is not None else None
         with member.precision():
-            out = ctc(padded, lens, warp=warp)
+            out = ctc(padded, lens) if warps is None else member.warped_encode(padded, lens, warps)[1]
             if member.kind == "ctc" and method == "beam":
                 nbests = [[h.tokens for h in nb]
                           for nb in prefix_beam_search(out.log_probs, out.lens, beam_size, lm=fuse)]

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from speechseq.asr.ctc import Hypothesis, WordTime, word_times
+from speechseq.asr.ctc import CtcOutput, Hypothesis, WordTime, word_times
 from speechseq.asr.model import build_asr_model
 from speechseq.audio.io import load_audio, resample
 from speechseq.config import from_dict
@@ -182,8 +182,8 @@ class Recognizer:
             lm: n-gram shallow fusion (:meth:`load_lm`); method "beam".
             warps: test-time vocal tract length normalisation: each utterance is decoded at the factor of ``warps``
                 (frequency warps of its log-mel, :func:`speechseq.audio.functional.vtlp_warp`; 1 = unchanged) whose
-                CTC posteriors are the most certain (:meth:`choose_warps`), which costs one more encoder pass per
-                factor. For models trained with VTLP, on speakers unlike the training ones.
+                CTC posteriors are the most certain (:meth:`choose_warps`), decoded from that factor's own pass: one
+                encoder pass per factor in all. For models trained with VTLP, on speakers unlike the training ones.
             aligner: with ``word_timestamps``, time the words by this other recognizer's CTC forced alignment of the
                 transcript (:meth:`align`, with its calibrated shifts) instead of this model's own timestamps: one
                 model recognises, another (e.g. a limited-context model calibrated with ``speechseq align
@@ -215,9 +215,13 @@ class Recognizer:
         results: list[Transcript | None] = [None] * len(waves)
         own_times = word_timestamps and aligner is None
         for idx, padded, lens in self.padded_batches(waves, batch_size):
-            warp = self.choose_warps(padded, lens, warps) if warps is not None else None
             with self.precision():
-                hyps = self.model.recognize(padded, lens, method, beam_size, spans=own_times, lm=lm, warp=warp)
+                if warps is None:
+                    warp = None
+                    hyps = self.model.recognize(padded, lens, method, beam_size, spans=own_times, lm=lm)
+                else:  # decoded from the choice's own passes: no pass more than one per factor
+                    warp, enc = self.warped_encode(padded, lens, warps)
+                    hyps = self.model.decode_encoded(enc, method, beam_size, spans=own_times, lm=lm)
             shift = self.model.frame_shift_s
             for row, (i, hyp) in enumerate(zip(idx, hyps)):
                 words = token_times = None
@@ -241,21 +245,39 @@ class Recognizer:
     def choose_warps(self, padded: Tensor, lens: Tensor, warps: Sequence[float]) -> Tensor:
         """(B,) factors: per utterance of a (B, S) batch, the factor of ``warps`` whose CTC posteriors (the CTC
         head every model kind has) have the lowest mean entropy over the utterance's frames (the first such factor
-        on a tie, e.g. for a clip without frames). One encoder pass per factor.
+        on a tie, e.g. for a clip without frames). One encoder pass per factor (:meth:`warped_encode`).
 
         Why entropy: over FSDD's four leave-one-speaker-out folds it picked better warps than the mean best
         log-posterior or the top-2 margin (egs/fsdd/asr/RESULTS.md), and a per-speaker choice was worse than a
         per-utterance one."""
+        return self.warped_encode(padded, lens, warps)[0]
+
+    @torch.no_grad()
+    def warped_encode(self, padded: Tensor, lens: Tensor, warps: Sequence[float]) -> tuple[Tensor, CtcOutput]:
+        """:meth:`choose_warps`' (B,) factors, and the CTC model's output for the batch with every row taken from
+        the pass at its chosen factor, which the model's ``decode_encoded`` decodes: one encoder pass per factor
+        in all, none repeated at the chosen one. Rows of a batch do not mix in the encoder, so a row equals its
+        pass at that factor for the whole batch."""
         ctc = self.model if self.kind == "ctc" else self.model.ctc
         factors = torch.tensor([float(w) for w in warps], dtype=torch.float64)  # Transcript.warp: the given value
-        entropy = []
-        for w in factors:
+        best: CtcOutput | None = None
+        best_entropy = pick = None
+        for k, w in enumerate(factors):
             with self.precision():
                 out = ctc(padded, lens, warp=w.expand(padded.shape[0]))
             frame = -(out.log_probs.exp() * out.log_probs).sum(-1)  # (B, T) nats
             valid = torch.arange(frame.shape[1], device=frame.device)[None] < out.lens[:, None]
-            entropy.append((frame * valid).sum(1) / valid.sum(1).clamp(min=1))
-        return factors[torch.stack(entropy).argmin(0).cpu()]
+            entropy = (frame * valid).sum(1) / valid.sum(1).clamp(min=1)
+            if best is None:
+                best, best_entropy, pick = out, entropy, torch.zeros_like(out.lens)
+                continue
+            better = entropy < best_entropy  # strictly: the first factor wins a tie
+            best_entropy = torch.where(better, entropy, best_entropy)
+            pick = torch.where(better, k, pick)
+            best = CtcOutput(None, torch.where(better[:, None, None], out.log_probs, best.log_probs), best.lens, {},
+                             torch.where(better[:, None, None], out.hidden, best.hidden))
+        assert best is not None and pick is not None  # warps is not empty
+        return factors[pick.cpu()], best
 
     @torch.no_grad()
     def align(self, inputs: Sequence[AudioInput], texts: Sequence[str], batch_size: int = 8

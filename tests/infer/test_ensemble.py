@@ -238,13 +238,14 @@ def test_ensemble_with_warps_lets_every_member_pick_its_own_factor(members, monk
     plain = [r.text for r in ensemble_transcribe(recs, inputs, method="greedy")]
     assert [r.text for r in ensemble_transcribe(recs, inputs, method="greedy", warps=[1.0])] == plain
     chosen = []  # (member, its factors) for every batch
-    pick = Recognizer.choose_warps
+    pick = Recognizer.warped_encode
 
     def recording(self, padded, lens, w):
-        chosen.append((self, pick(self, padded, lens, w)))
-        return chosen[-1][1]
+        factors, out = pick(self, padded, lens, w)
+        chosen.append((self, factors))
+        return factors, out
 
-    monkeypatch.setattr(Recognizer, "choose_warps", recording)
+    monkeypatch.setattr(Recognizer, "warped_encode", recording)
     got = [r.text for r in ensemble_transcribe(recs, inputs, batch_size=8, method="greedy", warps=warps)]
     assert [m for m, _ in chosen] == recs  # one batch each: each member chose for itself
     assert all(set(f.tolist()) <= set(warps) for _, f in chosen)

@@ -297,6 +297,14 @@ def test_test_time_warps_pick_the_lowest_entropy_factor_per_utterance(trained, a
         assert got.warp == best
         assert got.text == asr.transcribe(path, warps=[best])[0].text
     assert len({r.warp for r in chosen}) > 1, "one factor for every utterance: the per-utterance choice is not tested"
+    # one encoder pass per factor and batch, none repeated at the chosen factors
+    passes = []
+    handle = asr.model.encoder.register_forward_hook(lambda *args: passes.append(1))
+    try:
+        again = asr.transcribe(inputs, batch_size=len(inputs), warps=warps)
+    finally:
+        handle.remove()
+    assert len(passes) == len(warps) and [r.text for r in again] == [r.text for r in chosen]
     with pytest.raises(SpeechseqError, match="warps"):
         asr.transcribe(inputs, warps=[])
     with pytest.raises(SpeechseqError, match="warps"):
