@@ -260,23 +260,24 @@ class Recognizer:
         pass at that factor for the whole batch."""
         ctc = self.model if self.kind == "ctc" else self.model.ctc
         factors = torch.tensor([float(w) for w in warps], dtype=torch.float64)  # Transcript.warp: the given value
-        best: CtcOutput | None = None
-        best_entropy = pick = None
-        for k, w in enumerate(factors):
+
+        def pass_at(w: Tensor) -> tuple[CtcOutput, Tensor]:
+            """The batch's pass at factor ``w`` and its (B,) mean frame entropies (nats) over the valid frames."""
             with self.precision():
                 out = ctc(padded, lens, warp=w.expand(padded.shape[0]))
             frame = -(out.log_probs.exp() * out.log_probs).sum(-1)  # (B, T) nats
             valid = torch.arange(frame.shape[1], device=frame.device)[None] < out.lens[:, None]
-            entropy = (frame * valid).sum(1) / valid.sum(1).clamp(min=1)
-            if best is None:
-                best, best_entropy, pick = out, entropy, torch.zeros_like(out.lens)
-                continue
+            return out, (frame * valid).sum(1) / valid.sum(1).clamp(min=1)
+
+        best, best_entropy = pass_at(factors[0])
+        pick = torch.zeros_like(best.lens)
+        for k in range(1, len(factors)):
+            out, entropy = pass_at(factors[k])
             better = entropy < best_entropy  # strictly: the first factor wins a tie
             best_entropy = torch.where(better, entropy, best_entropy)
             pick = torch.where(better, k, pick)
             best = CtcOutput(None, torch.where(better[:, None, None], out.log_probs, best.log_probs), best.lens, {},
                              torch.where(better[:, None, None], out.hidden, best.hidden))
-        assert best is not None and pick is not None  # warps is not empty
         return factors[pick.cpu()], best
 
     @torch.no_grad()
