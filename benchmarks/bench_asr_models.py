@@ -14,7 +14,8 @@ beam; Paraformer: greedy; with ``--lm ARPA``, every model also beam + n-gram sha
 ``speechseq.load_asr(...).transcribe``; utterances are decoded one at a time
 (``--batch-size``), and the candidates take turns per round (``--repeat``) so load changes hit all alike; RTF is
 the median round's decode time / audio seconds. "x AED beam" is the AED beam row's time over the row's time.
-Each model's encoder pass (front end, encoder, CTC head over the same batches) is timed as one more candidate;
+Each model's encoder pass (front end and encoder over the same batches, plus the CTC head for CTC models, the only
+ones whose decoding reads it unless CTC prefix scoring is on) is timed as one more candidate;
 "decoder RTF" is a row's time minus it (the decoding method's own cost) and "decoder x AED beam" compares those.
 
 ``--funasr-size``: models at the configuration of FunASR's conformer Paraformer (12-layer conformer encoder d256, 4
@@ -109,8 +110,9 @@ ENCODER = "encoder pass"
 
 
 def encoder_pass(asr, waves: list[tuple[object, int]], batch_size: int):
-    """A candidate that runs only the front end, encoder and CTC head over the same batches as ``transcribe``: the
-    part every decoding method shares, so row time minus this is the decoder's own time."""
+    """A candidate that runs only the front end and encoder (and a CTC model's head) over the same batches as
+    ``transcribe``: the part every decoding method of the model shares, so row time minus this is the decoder's
+    own time (Paraformer and AED skip the CTC head: ``CtcModel.forward(head=False)``)."""
     encoder = asr.model if asr.kind == "ctc" else asr.model.ctc
     samples = [w for w, _ in waves]  # already at the model's rate
 
@@ -118,7 +120,7 @@ def encoder_pass(asr, waves: list[tuple[object, int]], batch_size: int):
     def run():
         for _, padded, lens in asr.padded_batches(samples, batch_size):
             with asr.precision():
-                encoder(padded, lens)
+                encoder(padded, lens, head=asr.kind == "ctc")
     return run
 
 
@@ -279,8 +281,8 @@ def main() -> int:
         print(f"\n## trained models: {n} utterances, {audio_s:.1f} s of audio\n")
         print(markdown_table(["model", "decoding", "params", "WER %", "CER %", "RTF", "x AED beam", "decoder RTF",
                               "decoder x AED beam"], rows, 4))
-        print("\ndecoder RTF: the row's time minus its model's encoder pass (front end + encoder + CTC head over the "
-              "same batches):\n")
+        print("\ndecoder RTF: the row's time minus its model's encoder pass (front end + encoder over the same "
+              "batches, + the CTC head for CTC models):\n")
         print(markdown_table(["model", "encoder-pass RTF"], enc_rows, 4))
     if args.funasr_size:
         refs = {"paraformer": args.ref_paraformer, "ar_beam": args.ref_ar_beam, "ar_greedy": args.ref_ar_greedy}
