@@ -205,8 +205,9 @@ class AsrDataset(Dataset):
             wave_np, _ = load_audio(utt.audio, self.sample_rate, offset_s=utt.offset, duration_s=utt.duration)
             wave = torch.from_numpy(wave_np)
             if self._augmenting:
-                generator = torch.Generator().manual_seed(_item_seed(self.seed, int(self._epoch.item()), index))
-                wave = self._augment(wave, generator, int(self._epoch.item()))
+                epoch = int(self._epoch.item())
+                generator = torch.Generator().manual_seed(_item_seed(self.seed, epoch, index))
+                wave = self._augment(wave, generator, epoch)
         except AudioError as e:
             logger.warning("skipping utterance %r: %s", utt.id, e)
             return None

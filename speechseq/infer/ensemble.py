@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from speechseq.asr.ctc import BLANK, greedy_decode, prefix_beam_search
+from speechseq.asr.ctc import BLANK, prefix_beam_search
 from speechseq.errors import SpeechseqError
 from speechseq.infer.recognizer import AudioInput, Recognizer, Transcript, is_single_input
 from speechseq.text.ngram import LmFusion
@@ -59,8 +59,6 @@ def _member_pass(member: Recognizer, items: Sequence[AudioInput], first: int, ba
             if member.kind == "ctc" and method == "beam":
                 nbests = [[h.tokens for h in nb]
                           for nb in prefix_beam_search(out.log_probs, out.lens, beam_size, lm=fuse)]
-            elif member.kind == "ctc":
-                nbests = [[h.tokens] for h in greedy_decode(out.log_probs, out.lens)]
             elif member.kind == "aed" and method == "beam":
                 nbests = [[h.tokens for h in nb] for nb in member.model.nbest_encoded(out, beam_size, lm=fuse)]
             else:
