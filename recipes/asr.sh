@@ -17,6 +17,9 @@
 #   --decode-methods --beam-size --device --nproc --train-args "key=value ..." --mwer-steps N --mwer-args "..."
 #   --lm-order N --lm-weight W --lm-bonus B --init MODEL_DIR (fine-tune a trained model: stage 1 takes its tokenizer,
 #   stage 2 starts from its weights; the config must describe the same architecture, e.g. config=MODEL_DIR/config.yaml)
+#   --warps "0.8,0.85,...,1.2" --warp-by speaker|utterance (stage 4 also decodes every method with test-time VTLN
+#   over these factors, into decode_<set>_<method>_vtln: one factor per manifest speaker by default, or per
+#   utterance; one model, not the --seeds ensemble)
 #   --seeds N (stage 2 also trains N-1 more models, $exp/seed1 ... with train.seed + 1 ..., and stage 4 decodes the
 #   ensemble of all N beside the first model alone: decode --ensemble, into decode_<set>_<method>_ens<N>; with
 #   --init every member starts from the same weights; for Paraformer the ensemble is of the models before MWER)
@@ -37,9 +40,11 @@ device=${device:-auto}; nproc=${nproc:-1}; train_args=${train_args:-}
 tokenizer_type=${tokenizer_type:-}; vocab_size=${vocab_size:-}
 lm_order=${lm_order:-6}; lm_weight=${lm_weight:-0.6}; lm_bonus=${lm_bonus:-1.5}
 init=${init:-}; seeds=${seeds:-1}
+warps=${warps:-}; warp_by=${warp_by:-speaker}
 parse_options "$@"
 check_stages
 [[ "$seeds" =~ ^[1-9][0-9]*$ ]] || die "--seeds must be a positive number of models, got '$seeds'"
+case "$warp_by" in speaker|utterance) ;; *) die "--warp-by must be speaker or utterance, got '$warp_by'" ;; esac
 done_dir=$exp
 stage_names=([0]="prepare data" [1]="tokenizer and LM" [2]="train" [3]="MWER fine-tuning" [4]="decode" [5]="score")
 python=${PYTHON:-python}
@@ -127,6 +132,11 @@ if stage 4; then
         fi
         $python -m speechseq.bin.decode --model-dir "$model" --manifest "$data/$set.jsonl" \
           --out "$model/decode_${set}_${method}" "${lm_opts[@]}" --beam-size "$beam_size" --device "$decode_device"
+        if [ -n "$warps" ]; then
+          $python -m speechseq.bin.decode --model-dir "$model" --manifest "$data/$set.jsonl" \
+            --out "$model/decode_${set}_${method}_vtln" "${lm_opts[@]}" --beam-size "$beam_size" \
+            --device "$decode_device" --warps "$warps" --warp-by "$warp_by"
+        fi
         if [ "$model" = "$exp" ] && [ "$seeds" -gt 1 ]; then
           ens_opts=(); for m in "${members[@]}"; do ens_opts+=(--ensemble "$m"); done
           $python -m speechseq.bin.decode --model-dir "$model" "${ens_opts[@]}" --manifest "$data/$set.jsonl" \
@@ -143,6 +153,7 @@ if stage 5; then
   summaries=()
   for model in "${models[@]}"; do for set in $test_sets; do for method in $decode_methods; do
     summaries+=("$model/decode_${set}_${method}/summary.json")
+    [ -n "$warps" ] && summaries+=("$model/decode_${set}_${method}_vtln/summary.json")
     if [ "$model" = "$exp" ] && [ "$seeds" -gt 1 ]; then
       summaries+=("$model/decode_${set}_${method}_ens$seeds/summary.json")
     fi

@@ -191,6 +191,26 @@ def test_decode_with_test_time_warps_records_each_utterances_factor(runs, exp_di
                       str(tmp_path / "bad"), "--warps", "1,-0.9")
     assert r.returncode == 2 and "warp factors must be positive numbers, got '1,-0.9'" in r.stderr
     assert not (tmp_path / "bad").exists()
+    # one factor per manifest speaker: the dev digits relabelled as two speakers
+    rows = [json.loads(line) for line in fsdd_tiny["dev"].read_text().splitlines()]
+    two = tmp_path / "two_speakers.jsonl"
+    two.write_text("".join(json.dumps({**r, "speaker": f"s{i % 2}"}) + "\n" for i, r in enumerate(rows)))
+    r = speechseq_cli("decode", "--model-dir", str(exp_dir), "--manifest", str(two), "--out",
+                      str(tmp_path / "spk"), "--warps", "0.9,1,1.1", "--warp-by", "speaker")
+    assert r.returncode == 0, r.stderr
+    summary = json.loads((tmp_path / "spk" / "summary.json").read_text())
+    assert summary["warp_by"] == "speaker" and summary["warps"] == [0.9, 1.0, 1.1]
+    spk_of = {u.id: u.speaker for u in read_manifest(two)}
+    by_spk: dict[str, set[float]] = {}
+    for line in (tmp_path / "spk" / "hyp.jsonl").read_text().splitlines():
+        h = json.loads(line)
+        by_spk.setdefault(spk_of[h["id"]], set()).add(h["warp"])
+    assert len(by_spk) == 2 and all(len(f) == 1 for f in by_spk.values()), by_spk
+    table = speechseq_cli("score", "--table", str(tmp_path / "spk" / "summary.json"))
+    assert "| greedy + VTLN (3 warps, per speaker) |" in table.stdout, table.stdout
+    r = speechseq_cli("decode", "--model-dir", str(exp_dir), "--manifest", str(fsdd_tiny["dev"]), "--out",
+                      str(tmp_path / "spk_bad"), "--warp-by", "speaker")
+    assert r.returncode != 0 and "a warp per speaker needs --warps" in r.stderr
 
 
 def test_lm_then_decode_with_fusion(exp_dir, fsdd_tiny, tmp_path):

@@ -42,6 +42,16 @@ def test_ctc_recipe_builds_an_lm_and_decodes_with_it(tmp_path, fsdd_tiny):
                           timeout=600)
     assert proc.returncode == 0, proc.stderr[-4000:]
     assert sum(line.startswith("| exp/decode_test_") for line in proc.stdout.splitlines()) == 2
+    # --warps: every method also with speaker-level test-time VTLN, in its own row
+    proc = subprocess.run([str(ROOT / "recipes/asr.sh"), "--stage", "4", "--force", "true", "--lm-order", "0",
+                           "--beam-size", "3", "--warps", "0.9,1,1.1"], env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    rows = [line.split("|")[1:3] for line in proc.stdout.splitlines() if line.startswith("| exp/decode_test_")]
+    assert [(n.strip(), m.strip()) for n, m in rows] == [
+        ("exp/decode_test_greedy", "greedy"), ("exp/decode_test_greedy_vtln", "greedy + VTLN (3 warps, per speaker)"),
+        ("exp/decode_test_beam", "beam (beam 3)"),
+        ("exp/decode_test_beam_vtln", "beam (beam 3) + VTLN (3 warps, per speaker)")]
     # --init: fine-tune the trained model on the same data; its tokenizer (and so its LM pieces) carries over
     ft = tmp_path / "exp_ft"
     proc = subprocess.run([str(ROOT / "recipes/asr.sh"), "--stage", "1", "--stop-stage", "2", "--init", str(exp),

@@ -14,6 +14,7 @@ import torch
 
 from speechseq.audio.io import load_audio
 from speechseq.data.manifest import read_manifest
+from speechseq.errors import SpeechseqError
 from speechseq.infer.ensemble import ensemble_transcribe
 from speechseq.infer.recognizer import load_asr
 from speechseq.text.score import error_rates
@@ -22,14 +23,20 @@ from speechseq.text.score import error_rates
 def decode_manifest(model_dir: str, manifest: str, out_dir: str, method: str = "greedy", beam_size: int = 10,
                     batch_size: int = 16, device: str = "cpu", lm: str | None = None, lm_weight: float = 0.5,
                     lm_bonus: float = 1.0, int8: bool = False, bf16: bool = False, warps: list[float] | None = None,
-                    ensemble: list[str] | None = None) -> dict:
+                    ensemble: list[str] | None = None, warp_by: str = "utterance") -> dict:
     """Decode every utterance; write ``hyp.jsonl`` and ``summary.json`` (WER, CER, RTF) into ``out_dir``. ``lm``: an
     ARPA n-gram over the model's tokenizer pieces, fused into the beam search (CTC, AED, Paraformer). ``int8``:
     int8 dynamic-quantized Linear layers (CPU). ``bf16``: the network under bf16 autocast. ``warps``: test-time
     VTLN over these factors (``transcribe``'s ``warps``); a single model's hypothesis lines then carry their
     ``warp``, and in an ensemble every member picks its own factor per utterance. ``ensemble``: more model
     directories decoded together with ``model_dir`` by n-best rescoring
-    (:func:`speechseq.infer.ensemble.ensemble_transcribe`; ``lm`` is over ``model_dir``'s tokenizer)."""
+    (:func:`speechseq.infer.ensemble.ensemble_transcribe`; ``lm`` is over ``model_dir``'s tokenizer). ``warp_by``:
+    "utterance" (a factor per utterance) or "speaker" (one per manifest speaker, :meth:`Recognizer.group_warps`; an
+    utterance without a speaker is its own group; one model only)."""
+    if warp_by not in ("utterance", "speaker"):
+        raise SpeechseqError(f"decode: warp_by must be 'utterance' or 'speaker', got {warp_by!r}")
+    if warp_by == "speaker" and (not warps or ensemble):
+        raise SpeechseqError("decode: a warp per speaker needs --warps and one model (no --ensemble)")
     asr = load_asr(model_dir, device, int8=int8, bf16=bf16)
     members = [asr, *(load_asr(d, device, int8=int8, bf16=bf16) for d in ensemble or [])]
     fusion = asr.load_lm(lm, lm_weight, lm_bonus) if lm else None
@@ -45,8 +52,9 @@ def decode_manifest(model_dir: str, manifest: str, out_dir: str, method: str = "
         results = ensemble_transcribe(members, waves, batch_size=batch_size, method=method, beam_size=beam_size,
                                       lm=fusion, warps=warps)
     else:
+        groups = [u.speaker or f"utterance {u.id}" for u in utts] if warp_by == "speaker" else None
         results = asr.transcribe(waves, batch_size=batch_size, method=method, beam_size=beam_size, lm=fusion,
-                                 warps=warps)
+                                 warps=warps, warp_groups=groups)
     if device.startswith("cuda"):
         torch.cuda.synchronize()
     elapsed = time.perf_counter() - start
@@ -65,6 +73,7 @@ def decode_manifest(model_dir: str, manifest: str, out_dir: str, method: str = "
         summary["ensemble"] = [str(d) for d in ensemble or []]
     if warps:
         summary["warps"] = [float(w) for w in warps]
+        summary["warp_by"] = warp_by
     if lm:
         summary.update(lm=str(lm), lm_weight=lm_weight, lm_bonus=lm_bonus)
     if any(u.text.strip() for u in utts):
@@ -116,13 +125,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--warps", type=_factors, help="test-time VTLN: comma-separated frequency-warp factors, e.g. "
                    "0.85,0.9,0.95,1,1.05,1.1,1.15,1.2; each utterance is decoded at the one whose CTC posteriors are "
                    "the most certain (one more encoder pass per factor)")
+    p.add_argument("--warp-by", choices=["utterance", "speaker"], default="utterance",
+                   help="with --warps: choose the factor per utterance, or per manifest speaker (speaker-level VTLN: "
+                        "the factor with the lowest entropy over the speaker's utterances; one model only)")
     p.add_argument("--ensemble", action="append", metavar="MODEL_DIR",
                    help="another model directory decoded together with --model-dir (repeat for more): every member "
                         "proposes its n-best, the best mean CTC log-likelihood (+ LM) wins")
     args = p.parse_args(argv)
     s = decode_manifest(args.model_dir, args.manifest, args.out, args.method, args.beam_size, args.batch_size,
                         args.device, args.lm, args.lm_weight, args.lm_bonus, args.int8, args.bf16,
-                        args.warps, args.ensemble)
+                        args.warps, args.ensemble, args.warp_by)
     wer = f"WER {100 * s['wer']:.2f}% CER {100 * s['cer']:.2f}% " if "wer" in s else ""
     print(f"{args.manifest}: {s['utterances']} utts {wer}RTF {s['rtf']:.4f} -> {args.out}")
     return 0

@@ -30,7 +30,8 @@ def method_label(summary: dict) -> str:
     if summary.get("ensemble"):
         label += f" + ensemble of {len(summary['ensemble']) + 1}"
     if summary.get("warps"):
-        label += f" + VTLN ({len(summary['warps'])} warps)"
+        label += f" + VTLN ({len(summary['warps'])} warps" + (", per speaker)" if summary.get("warp_by") == "speaker"
+                                                             else ")")
     return label + (", int8" if summary.get("int8") else "") + (", bf16" if summary.get("bf16") else "")
 
 

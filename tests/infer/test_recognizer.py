@@ -309,3 +309,41 @@ def test_test_time_warps_pick_the_lowest_entropy_factor_per_utterance(trained, a
         asr.transcribe(inputs, warps=[])
     with pytest.raises(SpeechseqError, match="warps"):
         asr.transcribe(inputs, warps=[1.0, 0.0])
+
+
+def test_speaker_level_warps_choose_one_factor_per_group_from_its_mean_entropy(trained, asr):
+    import torch
+
+    inputs = trained["audio"]
+    warps = [0.85, 0.95, 1.05, 1.15]
+    groups = ["a", "b", "a", "b", "a", "c", "b"]
+    entropy = np.zeros((len(inputs), len(warps)))  # each utterance alone, at each factor
+    for i, path in enumerate(inputs):
+        wave = torch.from_numpy(asr._load(path, path))[None]
+        for k, w in enumerate(warps):
+            with torch.no_grad():
+                out = asr.model(wave, torch.tensor([wave.shape[1]]), warp=torch.tensor([w]))
+            entropy[i, k] = float(-(out.log_probs.exp() * out.log_probs).sum(-1).mean())
+    expect = {g: warps[int(np.argmin(entropy[[i for i, h in enumerate(groups) if h == g]].mean(0)))] for g in "abc"}
+    got = asr.transcribe(inputs, batch_size=3, warps=warps, warp_groups=groups)
+    assert [t.warp for t in got] == [expect[g] for g in groups]
+    assert [t.text for t in got] == [asr.transcribe(p, warps=[t.warp])[0].text for p, t in zip(inputs, got)]
+    # groups of one are the per-utterance choice; the batch size does not change the choice
+    alone = asr.transcribe(inputs, batch_size=2, warps=warps, warp_groups=list(range(len(inputs))))
+    per_utt = asr.transcribe(inputs, batch_size=5, warps=warps)
+    assert [t.warp for t in alone] == [t.warp for t in per_utt] and [t.text for t in alone] == [t.text for t in per_utt]
+    assert [t.warp for t in got] != [t.warp for t in per_utt], "the groups chose as the utterances: untested"
+    assert [t.warp for t in asr.transcribe(inputs, batch_size=7, warps=warps, warp_groups=groups)] == \
+        [t.warp for t in got]
+    # one encoder pass per factor to choose, then one to decode
+    passes = []
+    handle = asr.model.encoder.register_forward_hook(lambda *args: passes.append(1))
+    try:
+        asr.transcribe(inputs, batch_size=len(inputs), warps=warps, warp_groups=groups)
+    finally:
+        handle.remove()
+    assert len(passes) == len(warps) + 1
+    with pytest.raises(SpeechseqError, match="warp_groups needs warps"):
+        asr.transcribe(inputs, warp_groups=groups)
+    with pytest.raises(SpeechseqError, match="6 labels for 7 inputs"):
+        asr.transcribe(inputs, warps=warps, warp_groups=groups[:-1])
