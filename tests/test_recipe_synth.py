@@ -39,7 +39,10 @@ def test_tiny_recipe_reaches_target_wer(tiny_run):
         wer[method] = summary["wer"]
     assert wer["beam_lm"] <= 0.20, wer  # the target, with the n-gram LM from the training transcripts
     assert wer["beam_lm"] < wer["beam"] <= wer["greedy"] + 0.01 and wer["greedy"] <= 0.35, wer
-    assert (work / "exp" / "RESULTS.md").read_text().count("| exp/decode_test_") == 3  # score names the exp folder
+    # score names the exp folder; every method also decoded with speaker-level VTLN (run.sh's default --warps)
+    assert (work / "exp" / "RESULTS.md").read_text().count("| exp/decode_test_") == 6
+    vtln = json.loads((work / "exp" / "decode_test_greedy_vtln" / "summary.json").read_text())
+    assert vtln["warp_by"] == "speaker" and len(vtln["warps"]) == 9 and vtln["utterances"] == 100
 
 
 @pytest.mark.slow
