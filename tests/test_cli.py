@@ -206,6 +206,7 @@ def test_decode_with_test_time_warps_records_each_utterances_factor(runs, exp_di
         h = json.loads(line)
         by_spk.setdefault(spk_of[h["id"]], set()).add(h["warp"])
     assert len(by_spk) == 2 and all(len(f) == 1 for f in by_spk.values()), by_spk
+    assert summary["speaker_warps"] == {spk: f.pop() for spk, f in sorted(by_spk.items())}
     table = speechseq_cli("score", "--table", str(tmp_path / "spk" / "summary.json"))
     assert "| greedy + VTLN (3 warps, per speaker) |" in table.stdout, table.stdout
     r = speechseq_cli("decode", "--model-dir", str(exp_dir), "--manifest", str(fsdd_tiny["dev"]), "--out",

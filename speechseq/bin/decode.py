@@ -74,6 +74,9 @@ def decode_manifest(model_dir: str, manifest: str, out_dir: str, method: str = "
     if warps:
         summary["warps"] = [float(w) for w in warps]
         summary["warp_by"] = warp_by
+        if warp_by == "speaker":  # the factor each speaker was decoded at
+            chosen = {u.speaker: r.warp for u, r in zip(utts, results) if u.speaker}
+            summary["speaker_warps"] = dict(sorted(chosen.items()))
     if lm:
         summary.update(lm=str(lm), lm_weight=lm_weight, lm_bonus=lm_bonus)
     if any(u.text.strip() for u in utts):
