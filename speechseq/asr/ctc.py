@@ -27,6 +27,7 @@ from torch import Tensor, nn
 from speechseq.asr.conformer import ConformerConfig, ConformerEncoder
 from speechseq.asr.frontend import Frontend, FrontendConfig
 from speechseq.errors import ConfigError
+from speechseq.layers.masks import valid_mask
 from speechseq.text.ngram import LmFusion
 from speechseq.text.tokenizer import EOS_ID
 
@@ -160,7 +161,7 @@ class CtcModel(nn.Module):
     def _update_prior(self, log_probs: Tensor, lens: Tensor) -> None:
         """Move the prior towards this batch's mean posterior over its valid frames (B, T', V), (B,). Under
         data-parallel training the mean is over every process's batch (all-reduced), so all ranks keep one prior."""
-        valid = (torch.arange(log_probs.shape[1], device=lens.device)[None] < lens[:, None]).unsqueeze(-1)
+        valid = valid_mask(lens, log_probs.shape[1]).unsqueeze(-1)
         stats = torch.cat([(log_probs.exp() * valid).sum((0, 1)), valid.sum().reshape(1).to(log_probs.dtype)])
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             torch.distributed.all_reduce(stats)
@@ -234,7 +235,7 @@ def ctc_loss_unnormalized(scores: Tensor, lens: Tensor, tokens: Tensor, token_le
     """
     per_utt = F.ctc_loss(scores.log_softmax(-1).transpose(0, 1), tokens, lens, token_lens, blank=BLANK,
                          reduction="none", zero_infinity=True)
-    frames = torch.arange(scores.shape[1], device=scores.device)[None] < lens[:, None]
+    frames = valid_mask(lens, scores.shape[1])
     log_norm = (scores.logsumexp(-1) * frames).sum(1)
     positions = torch.arange(tokens.shape[1], device=tokens.device)[None]
     repeats = ((tokens[:, 1:] == tokens[:, :-1]) & (positions[:, 1:] < token_lens[:, None])).sum(1)
@@ -261,7 +262,7 @@ def greedy_decode(log_probs: Tensor, lens: Tensor) -> list[Hypothesis]:
     """Batched best-path decoding: argmax per frame, merge repeats, drop blanks. (B, T', V), (B,) -> B hyps."""
     best, ids = log_probs.max(-1)  # (B, T')
     t = ids.shape[1]
-    valid = torch.arange(t, device=ids.device)[None] < lens[:, None]
+    valid = valid_mask(lens, t)
     prev = F.pad(ids, (1, 0), value=BLANK)[:, :-1]
     keep = (ids != BLANK) & (ids != prev) & valid
     scores = (best * valid).sum(-1)

@@ -64,7 +64,7 @@ class Frontend(nn.Module):
     @torch.no_grad()
     def set_stats(self, feats: Tensor, feat_lens: Tensor) -> None:
         """Set the normalisation from raw fbank features (B, T, F) with lengths (B,)."""
-        valid = (torch.arange(feats.shape[1], device=feats.device)[None] < feat_lens[:, None]).unsqueeze(-1)
+        valid = valid_mask(feat_lens, feats.shape[1]).unsqueeze(-1)
         n = valid.sum().clamp(min=1)
         mean = (feats * valid).sum((0, 1)) / n
         var = (((feats - mean) ** 2) * valid).sum((0, 1)) / n

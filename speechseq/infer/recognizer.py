@@ -32,6 +32,7 @@ from speechseq.asr.model import build_asr_model
 from speechseq.audio.io import load_audio, resample
 from speechseq.config import from_dict
 from speechseq.errors import AudioError, SpeechseqError
+from speechseq.layers.masks import valid_mask
 from speechseq.text.ngram import LmFusion, TokenLmScorer, read_arpa
 from speechseq.text.tokenizer import EOS_ID, Tokenizer
 from speechseq.train import checkpoint as ckpt
@@ -291,7 +292,7 @@ class Recognizer:
         with self.precision():
             out = ctc(padded, lens, warp=w.expand(padded.shape[0]))
         frame = -(out.log_probs.exp() * out.log_probs).sum(-1)  # (B, T) nats
-        valid = torch.arange(frame.shape[1], device=frame.device)[None] < out.lens[:, None]
+        valid = valid_mask(out.lens, frame.shape[1])
         return out, (frame * valid).sum(1) / valid.sum(1).clamp(min=1)
 
     @torch.no_grad()

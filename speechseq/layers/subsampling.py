@@ -18,6 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from speechseq.layers.masks import valid_mask
+
 
 class Subsampling(nn.Module):
     def __init__(self, num_features: int, d_model: int, factor: int = 4,
@@ -60,7 +62,7 @@ class Subsampling(nn.Module):
         # every masking multiply is skipped where no item has padding (a lone utterance): a pass over the
         # (B, C, T, F) activations each (the first stage's output is 20 MB for 10 s at 256 channels)
         if not bool((lens >= x.shape[2]).all()):
-            x = x * (torch.arange(x.shape[2], device=x.device)[None, :] < lens[:, None])[:, None, :, None].to(x.dtype)
+            x = x * valid_mask(lens, x.shape[2])[:, None, :, None].to(x.dtype)
         # channels-last activations and weights: oneDNN's depthwise and single-input-channel convolutions are 3-10x
         # faster in NHWC than in NCHW on the CPU (a training step of the small synth_en model: -15%). `.to` rather
         # than `.contiguous`, which leaves a size-1 channel dimension's strides as they are.
@@ -71,7 +73,7 @@ class Subsampling(nn.Module):
                              layer.padding, layer.dilation, layer.groups)
             lens = torch.div(lens - 1, 2, rounding_mode="floor") + (0 if self.pad == 0 else 1)
             if not bool((lens >= x.shape[2]).all()):
-                valid = torch.arange(x.shape[2], device=x.device)[None, :] < lens[:, None]
+                valid = valid_mask(lens, x.shape[2])
                 # in place on the conv output, which autograd does not keep: relu(x * valid) == relu(x) * valid
                 x = x.mul_(valid[:, None, :, None].to(x.dtype))
             x = torch.relu_(x)
