@@ -23,6 +23,9 @@ heads, FF 2048, kernel 15, conv2d x4; 6-layer decoder FF 2048; 4234 characters: 
 conformer baseline with the same encoder and decoder sizes, random weights, decoding 10 s of real speech to exactly
 ``--tokens`` tokens (Paraformer: the CIF predictor's bias is set so that it fires that many; AED: min and max length).
 The references (``--ref-*``) were measured by the project with FunASR on this kind of machine, 2 threads, 10 s.
+``--dw-striding`` adds a Paraformer row with speechseq's own depthwise-separable x4 subsampling (FastConformer
+style, the recipes' default) in place of FunASR's conv2d, every other size the same: not FunASR's configuration, but
+what a speechseq model of that size costs.
 
 ``--int8``: every model is also timed (and, if trained, scored) with int8 dynamic-quantized Linear layers
 (:func:`speechseq.infer.quantize.quantize_int8`), in the same interleaved rounds as its fp32 rows. ``--bf16``: the
@@ -124,12 +127,13 @@ def encoder_pass(asr, waves: list[tuple[object, int]], batch_size: int):
     return run
 
 
-def funasr_size_models(vocab: int, seed: int) -> dict[str, torch.nn.Module]:
+def funasr_size_models(vocab: int, seed: int, subsampling: str = "conv2d",
+                       kinds: tuple[str, ...] = ("paraformer", "aed")) -> dict[str, torch.nn.Module]:
     enc = ConformerConfig(num_features=80, d_model=256, num_layers=12, num_heads=4, ff_expansion=8, conv_kernel=15,
-                          subsampling="conv2d", subsampling_factor=4)
+                          subsampling=subsampling, subsampling_factor=4)
     dec = DecoderConfig(num_layers=6, num_heads=4, ffn_dim=2048)
     out = {}
-    for kind in ("paraformer", "aed"):
+    for kind in kinds:
         cfg = AsrModelConfig(kind=kind, encoder=enc)
         cfg.paraformer.decoder = dec
         cfg.aed.decoder = dec
@@ -178,19 +182,27 @@ def flop_rows(para: torch.nn.Module, one: tuple[torch.Tensor, torch.Tensor], dur
     return parts, floors
 
 
+def fire_exactly(para: torch.nn.Module, one: tuple[torch.Tensor, torch.Tensor], tokens: int) -> int:
+    """Set the CIF predictor so that it fires exactly ``tokens`` tokens on ``one``: a constant weight of
+    (tokens - tail threshold + 0.2) / frames per frame. Returns the encoder's frame count."""
+    frames = int(para.ctc(*one).lens[0])
+    with torch.no_grad():
+        para.predictor.proj.weight.zero_()
+        p = (tokens - para.cfg.tail_threshold + 0.2) / frames
+        para.predictor.proj.bias.fill_(math.log(p / (1 - p)))
+    return frames
+
+
 def funasr_rows(tokens: int, duration_s: float, beam_size: int, repeat: int, vocab: int, seed: int,
                 refs: dict[str, float], audio: Path | None, int8: bool = False, bf16: bool = False,
-                flops: bool = False) -> tuple[list[list[object]], str, tuple[list[list[object]], list[list[object]]]]:
+                flops: bool = False, dw_striding: bool = False,
+                ) -> tuple[list[list[object]], str, tuple[list[list[object]], list[list[object]]]]:
     num = int(duration_s * SAMPLE_RATE)
     pool, source = speech_pool(audio, num)
     one = windows(pool, 1, num)
     models = funasr_size_models(vocab, seed)
     para, aed = models["paraformer"], models["aed"]
-    frames = int(para.ctc(*one).lens[0])
-    with torch.no_grad():  # fire exactly `tokens` tokens: constant weight (tokens - 0.45 + 0.2) / frames
-        para.predictor.proj.weight.zero_()
-        p = (tokens - para.cfg.tail_threshold + 0.2) / frames
-        para.predictor.proj.bias.fill_(math.log(p / (1 - p)))
+    frames = fire_exactly(para, one, tokens)
 
     def aed_run(model, method: str, ctc_weight: float):
         def run():
@@ -209,6 +221,14 @@ def funasr_rows(tokens: int, duration_s: float, beam_size: int, repeat: int, voc
         cands["Paraformer int8"] = lambda: para_q.recognize(*one)
         cands["AED greedy int8"] = aed_run(aed_q, "greedy", 0.0)
         cands[f"AED beam {beam_size} int8"] = aed_run(aed_q, "beam", 0.0)
+    dw_name = "Paraformer, dw_striding x4"
+    if dw_striding:  # speechseq's own subsampling in place of FunASR's conv2d; the rest of the network the same
+        para_dw = funasr_size_models(vocab, seed, "dw_striding", ("paraformer",))["paraformer"]
+        fire_exactly(para_dw, one, tokens)
+        cands[dw_name] = lambda: para_dw.recognize(*one)
+        if int8:
+            para_dw_q = quantize_int8(para_dw)
+            cands[f"{dw_name} int8"] = lambda: para_dw_q.recognize(*one)
     if bf16:  # the same weights under bf16 autocast, as load_asr(..., bf16=True) decodes
         cands["Paraformer bf16"] = under_bf16(lambda: para.recognize(*one))
         cands["AED greedy bf16"] = under_bf16(aed_run(aed, "greedy", 0.0))
@@ -221,10 +241,11 @@ def funasr_rows(tokens: int, duration_s: float, beam_size: int, repeat: int, voc
               f"AED beam {beam_size} + CTC prefix 0.3": refs["ar_beam"]}
     for suffix in ("int8", "bf16"):
         ref_of.update({f"{name} {suffix}": ref_of[name] for name in ("Paraformer", "AED greedy", f"AED beam {beam_size}")})
+    ref_of.update({dw_name: refs["paraformer"], f"{dw_name} int8": refs["paraformer"]})
     para_t = timings["Paraformer"].median_s
     rows = []
     for name, t in timings.items():
-        model = para if name.startswith("Paraformer") else aed
+        model = (para_dw if name.startswith(dw_name) else para) if name.startswith("Paraformer") else aed
         rtf = t.median_s / duration_s
         rows.append([name, f"{count_params(model) / 1e6:.1f}M", rtf, t.min_s / duration_s, ref_of[name],
                      rtf / ref_of[name], t.median_s / para_t])
@@ -262,9 +283,12 @@ def main() -> int:
                                                        "'... bf16')")
     p.add_argument("--flops", action="store_true", help="with --funasr-size: count the Paraformer decode's FLOPs and "
                                                         "print the RTF floor of this machine's GEMM rate")
+    p.add_argument("--dw-striding", action="store_true",
+                   help="with --funasr-size: also time the Paraformer with speechseq's depthwise-separable x4 "
+                        "subsampling (FastConformer style) in place of FunASR's conv2d, the rest the same")
     args = p.parse_args()
-    if args.flops and not args.funasr_size:
-        p.error("--flops needs --funasr-size")
+    if (args.flops or args.dw_striding) and not args.funasr_size:
+        p.error("--flops and --dw-striding need --funasr-size")
     if not args.model and not args.funasr_size:
         p.error("give --model NAME=DIR (with --manifest) and/or --funasr-size")
     set_threads(args.threads)
@@ -288,7 +312,7 @@ def main() -> int:
         refs = {"paraformer": args.ref_paraformer, "ar_beam": args.ref_ar_beam, "ar_greedy": args.ref_ar_greedy}
         rows, note, (parts, floors) = funasr_rows(args.tokens, args.duration_s, args.beam_size, args.repeat,
                                                   args.vocab, args.seed, refs, args.audio, args.int8, args.bf16,
-                                                  args.flops)
+                                                  args.flops, args.dw_striding)
         print(f"\n## FunASR conformer-Paraformer size, random weights, {args.duration_s:.0f} s: {note}\n")
         print(markdown_table(["decoder", "params", "RTF", "RTF (fastest)", "FunASR RTF", "x FunASR", "x Paraformer"],
                              rows, 4))
