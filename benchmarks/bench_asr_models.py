@@ -218,13 +218,12 @@ def funasr_rows(tokens: int, duration_s: float, beam_size: int, repeat: int, voc
         f"AED beam {beam_size}": aed_run(aed, "beam", 0.0),
         f"AED beam {beam_size} + CTC prefix 0.3": aed_run(aed, "beam", 0.3),
     }
+    fp32_rows = list(cands)  # these share the fp32 conv2d encoder: their decoder time is theirs minus its pass
     if int8:  # the same weights, int8 Linear layers (the CIF predictor, and so the token count, stays fp32)
         para_q, aed_q = quantize_int8(para), quantize_int8(aed)
         cands["Paraformer int8"] = lambda: para_q.recognize(*one)
         cands["AED greedy int8"] = aed_run(aed_q, "greedy", 0.0)
         cands[f"AED beam {beam_size} int8"] = aed_run(aed_q, "beam", 0.0)
-    # these share the fp32 conv2d encoder: their decoder time is theirs minus its pass
-    fp32_rows = [name for name in cands if not name.endswith((" int8", " bf16"))]
 
     @torch.no_grad()
     def encoder_only():
@@ -254,15 +253,15 @@ def funasr_rows(tokens: int, duration_s: float, beam_size: int, repeat: int, voc
     ref_of.update({dw_name: refs["paraformer"], f"{dw_name} int8": refs["paraformer"]})
     para_t = timings["Paraformer"].median_s
     enc_t = timings.pop(ENCODER).median_s
-    para_dec = para_t - enc_t
+    para_dec = para_t - enc_t if para_t > enc_t else float("nan")  # nan: within timing noise of the encoder pass
     rows = []
     for name, t in timings.items():
         model = (para_dw if name.startswith(dw_name) else para) if name.startswith("Paraformer") else aed
         rtf = t.median_s / duration_s
-        dec = (t.median_s - enc_t, (t.median_s - enc_t) / para_dec) if name in fp32_rows else ("-", "-")
+        dec_s = t.median_s - enc_t
+        dec_cells = [dec_s / duration_s, dec_s / para_dec] if name in fp32_rows else ["-", "-"]
         rows.append([name, f"{count_params(model) / 1e6:.1f}M", rtf, t.min_s / duration_s, ref_of[name],
-                     rtf / ref_of[name], t.median_s / para_t, dec[0] if dec[0] == "-" else dec[0] / duration_s,
-                     dec[1]])
+                     rtf / ref_of[name], t.median_s / para_t, *dec_cells])
     note = (f"{source}; {frames} encoder frames; Paraformer fired {n_fired} tokens, AED decoded {tokens}; "
             f"encoder pass (front end + encoder, no CTC head) RTF {enc_t / duration_s:.4f}")
     floor = flop_rows(para, one, duration_s, {r[0]: r[2] for r in rows}, bf16) if flops else ([], [])
