@@ -79,13 +79,17 @@ def test_paraformer_recipe_decodes_greedy_and_with_the_lm(tmp_path, fsdd_tiny):
     assert [r.split("|")[2].strip() for r in rows] == ["greedy", "beam (beam 3) + LM (weight 0.6, bonus 1.5)"]
     # the MWER ablation on the trained model: control and an MWER variant, decoded and compared by bootstrap
     proc = subprocess.run([str(ROOT / "recipes/mwer_ablation.sh"), "--model-dir", str(exp), "--data", env["data"],
-                           "--steps", "2", "--variants", "control nbest_inference"], env=env, capture_output=True,
-                          text=True, timeout=600)
+                           "--steps", "2", "--variants", "control nbest_inference", "--seeds", "2"], env=env,
+                          capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-4000:]
     cfg = (exp / "ablation" / "nbest_inference" / "config.yaml").read_text()
-    assert "mwer_slots: inference" in cfg and "mwer_sampling: nbest" in cfg
+    assert "mwer_slots: inference" in cfg and "mwer_sampling: nbest" in cfg and "seed: 0" in cfg
+    for v in ("control", "nbest_inference"):  # the second run of each variant, with the next seed
+        assert "seed: 1" in (exp / "ablation" / v / "seed1" / "config.yaml").read_text()
+        assert (exp / "ablation" / v / "seed1" / "decode_test" / "hyp.jsonl").is_file()
     compared = [line for line in proc.stdout.splitlines() if line.startswith("nbest_inference vs control")]
-    assert len(compared) == 2 and all("P(B not better)" in line for line in compared)
+    assert len(compared) == 2 and all("P(B not better)" in line and "pooled over 2 vs 2 runs" in line
+                                      for line in compared)
     proc = subprocess.run([str(ROOT / "recipes/mwer_ablation.sh"), "--model-dir", str(exp), "--data", env["data"],
                            "--variants", "control oracle"], env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode != 0 and "unknown variant 'oracle'" in proc.stderr

@@ -4,6 +4,8 @@
     python -m speechseq.bin.score --table exp/*/decode_*/summary.json
     python -m speechseq.bin.score --pooled --table exp/cv_*/decode_test_greedy/summary.json   # + pooled WER rows
     python -m speechseq.bin.score --hyp A/hyp.jsonl --compare B/hyp.jsonl   # is B better than A? (paired bootstrap)
+    python -m speechseq.bin.score --hyp A/hyp.jsonl A_seed1/hyp.jsonl --compare B/hyp.jsonl B_seed1/hyp.jsonl
+                                                     # the same with two training runs of each, errors pooled
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import json
 from pathlib import Path
 
 from speechseq.errors import SpeechseqError
-from speechseq.text.score import error_rates, paired_bootstrap, read_hyps
+from speechseq.text.score import error_rates, paired_bootstrap_runs, read_hyps
 
 
 def model_name(model_dir: Path) -> str:
@@ -75,31 +77,41 @@ def pooled_rows(summaries: list[dict]) -> str:
     return "\n".join(rows)
 
 
-def format_comparison(path_a: Path, path_b: Path, resamples: int) -> str:
-    """Paired bootstrap of B's WER against A's, matched by utterance id (both files must hold the same ids, each
-    with the same reference text)."""
-    a, b = read_hyps(path_a), {x["id"]: x for x in read_hyps(path_b)}
-    missing = [x["id"] for x in a if x["id"] not in b]
-    if missing or len(b) != len(a):
-        raise SpeechseqError(f"{path_a} and {path_b} do not hold the same utterances ({len(a)} vs {len(b)} ids; "
-                             f"e.g. {missing[:3] or sorted(set(b) - {x['id'] for x in a})[:3]})")
-    other = [x for x in a if x["ref"] != b[x["id"]]["ref"]]
-    if other:
-        x = other[0]
-        raise SpeechseqError(f"{path_a} and {path_b} hold other references for {len(other)} utterances, e.g. "
-                             f"{x['id']}: {x['ref']!r} vs {b[x['id']]['ref']!r}")
-    c = paired_bootstrap([x["ref"] for x in a], [x["hyp"] for x in a], [b[x["id"]]["hyp"] for x in a], resamples)
+def format_comparison(paths_a: list[Path], paths_b: list[Path], resamples: int) -> str:
+    """Paired bootstrap of B's WER against A's, matched by utterance id. Each system is one hyp.jsonl, or several
+    (one per training run, e.g. seeds: their errors are pooled per utterance, :func:`paired_bootstrap_runs`); every
+    file must hold the same ids as A's first, each with the same reference text."""
+    first = read_hyps(paths_a[0])
+    ids = [x["id"] for x in first]
+    runs: list[list[str]] = []
+    for path in [*paths_a, *paths_b]:
+        rows = first if path is paths_a[0] else read_hyps(path)
+        by_id = {x["id"]: x for x in rows}
+        missing = [i for i in ids if i not in by_id]
+        if missing or len(by_id) != len(first):
+            raise SpeechseqError(f"{paths_a[0]} and {path} do not hold the same utterances ({len(first)} vs "
+                                 f"{len(by_id)} ids; e.g. {missing[:3] or sorted(set(by_id) - set(ids))[:3]})")
+        other = [x for x in first if x["ref"] != by_id[x["id"]]["ref"]]
+        if other:
+            x = other[0]
+            raise SpeechseqError(f"{paths_a[0]} and {path} hold other references for {len(other)} utterances, e.g. "
+                                 f"{x['id']}: {x['ref']!r} vs {by_id[x['id']]['ref']!r}")
+        runs.append([by_id[i]["hyp"] for i in ids])
+    c = paired_bootstrap_runs([x["ref"] for x in first], runs[:len(paths_a)], runs[len(paths_a):], resamples)
+    pooled = f", errors pooled over {c.runs_a} vs {c.runs_b} runs" if c.runs_a > 1 or c.runs_b > 1 else ""
     return (f"A {100 * c.wer_a:.2f}%  B {100 * c.wer_b:.2f}%  B - A {100 * c.delta:+.2f} points, 95% interval "
             f"[{100 * c.ci_low:+.2f}, {100 * c.ci_high:+.2f}] over {c.utterances} utts ({c.resamples} paired "
-            f"resamples); P(B not better) = {c.p_not_better:.3f}")
+            f"resamples{pooled}); P(B not better) = {c.p_not_better:.3f}")
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="speechseq score", description=__doc__.splitlines()[0])
-    p.add_argument("--hyp", help="hyp.jsonl with id/ref/hyp per line")
+    p.add_argument("--hyp", nargs="+", help="hyp.jsonl with id/ref/hyp per line (several: one WER line each; with "
+                   "--compare, system A's runs)")
     p.add_argument("--table", nargs="+", help="summary.json files to tabulate")
-    p.add_argument("--compare", help="with --hyp: a second hyp.jsonl over the same utterances; prints the paired "
-                   "bootstrap of its WER against --hyp's")
+    p.add_argument("--compare", nargs="+", help="with --hyp: a second system's hyp.jsonl over the same utterances "
+                   "(several: one per training run, pooled as --hyp's are); prints the paired bootstrap of its WER "
+                   "against --hyp's")
     p.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples for --compare")
     p.add_argument("--pooled", action="store_true",
                    help="with --table: add one row per decoding method pooling its errors over all the summaries "
@@ -112,13 +124,14 @@ def main(argv: list[str] | None = None) -> int:
         p.error("--pooled adds rows to --table")
     if args.compare and not args.hyp:
         p.error("--compare compares with --hyp")
-    if args.hyp:
-        rows = read_hyps(Path(args.hyp))
+    for path in args.hyp or []:
+        rows = read_hyps(Path(path))
         r = error_rates([x["ref"] for x in rows], [x["hyp"] for x in rows])
-        print(f"WER {100 * r.wer:.2f}% ({r.substitutions} sub, {r.deletions} del, {r.insertions} ins of "
+        name = f"{path}: " if len(args.hyp) > 1 or args.compare else ""
+        print(f"{name}WER {100 * r.wer:.2f}% ({r.substitutions} sub, {r.deletions} del, {r.insertions} ins of "
               f"{r.ref_words} words, {r.utterances} utts)  CER {100 * r.cer:.2f}%")
     if args.compare:
-        print(format_comparison(Path(args.hyp), Path(args.compare), args.resamples))
+        print(format_comparison([Path(x) for x in args.hyp], [Path(x) for x in args.compare], args.resamples))
     if args.table:
         paths = [Path(x) for x in args.table]
         names = [f"{model_name(p.parent.parent)}/{p.parent.name}" for p in paths]

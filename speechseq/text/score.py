@@ -64,6 +64,8 @@ class PairedComparison:
     p_not_better: float
     utterances: int
     resamples: int
+    runs_a: int = 1
+    runs_b: int = 1
 
 
 def utterance_errors(refs: list[str], hyps: list[str], normalize: bool = True) -> tuple[list[int], list[int]]:
@@ -90,21 +92,38 @@ def paired_bootstrap(refs: list[str], hyps_a: list[str], hyps_b: list[str], resa
     utterances are drawn with replacement, the same draw for both systems, and each draw's corpus WERs are
     compared. Tells whether a difference of a few tenths on a few hundred utterances is more than the choice of
     test utterances. Written here because jiwer scores but does not compare systems."""
-    ea, words = utterance_errors(refs, hyps_a, normalize)
-    eb, _ = utterance_errors(refs, hyps_b, normalize)
-    if sum(words) == 0:
+    return paired_bootstrap_runs(refs, [hyps_a], [hyps_b], resamples, seed, normalize)
+
+
+def paired_bootstrap_runs(refs: list[str], runs_a: list[list[str]], runs_b: list[list[str]], resamples: int = 2000,
+                          seed: int = 0, normalize: bool = True) -> PairedComparison:
+    """:func:`paired_bootstrap` for systems trained several times (seeds): each system's WER is its errors summed
+    over its runs divided by its runs x reference words, and the resamples draw utterances, each carrying all
+    runs' errors on it. So a difference must hold across the choice of utterances with every run counted, rather
+    than for one lucky seed; the seeds themselves are not resampled (with 2-3 runs there is too little to draw
+    from). The two systems may have different numbers of runs."""
+    if not runs_a or not runs_b:
+        raise ValueError("each system needs at least one run")
+    ea, words = np.zeros(len(refs)), None
+    for hyps in runs_a:
+        e, w = utterance_errors(refs, hyps, normalize)
+        ea, words = ea + np.asarray(e, float), np.asarray(w, float)
+    eb = np.zeros(len(refs))
+    for hyps in runs_b:
+        eb = eb + np.asarray(utterance_errors(refs, hyps, normalize)[0], float)
+    if words.sum() == 0:
         raise ValueError("no reference words to score against")
-    ea_, eb_, w_ = np.asarray(ea, float), np.asarray(eb, float), np.asarray(words, float)
+    na, nb = len(runs_a), len(runs_b)
     rng = np.random.default_rng(seed)
     rows = max(1, _BOOTSTRAP_CHUNK // len(words))  # resamples per chunk: ~4M indices (32 MB) at a time
     deltas = np.empty(resamples)
     for start in range(0, resamples, rows):  # row by row, the same draws as one (resamples, utterances) array
         idx = rng.integers(0, len(words), size=(min(rows, resamples - start), len(words)))
-        n = w_[idx].sum(1).clip(min=1)
-        deltas[start:start + len(idx)] = (eb_[idx].sum(1) - ea_[idx].sum(1)) / n
-    wer_a, wer_b = ea_.sum() / w_.sum(), eb_.sum() / w_.sum()
+        n = words[idx].sum(1).clip(min=1)
+        deltas[start:start + len(idx)] = (eb[idx].sum(1) / nb - ea[idx].sum(1) / na) / n
+    wer_a, wer_b = ea.sum() / na / words.sum(), eb.sum() / nb / words.sum()
     return PairedComparison(float(wer_a), float(wer_b), float(wer_b - wer_a), float(np.quantile(deltas, 0.025)),
-                            float(np.quantile(deltas, 0.975)), float((deltas >= 0).mean()), len(words), resamples)
+                            float(np.quantile(deltas, 0.975)), float((deltas >= 0).mean()), len(words), resamples, na, nb)
 
 
 def read_hyps(path: str | Path) -> list[dict]:

@@ -8,7 +8,7 @@ import pytest
 
 from speechseq.bin.score import format_comparison, main
 from speechseq.errors import SpeechseqError
-from speechseq.text.score import error_rates, paired_bootstrap, utterance_errors
+from speechseq.text.score import error_rates, paired_bootstrap, paired_bootstrap_runs, utterance_errors
 
 REFS = [f"turn on the light in the {room} {when}" for room in ("kitchen", "hall", "attic", "garage", "study")
         for when in ("now", "later", "tonight", "soon", "again", "today", "early", "please")]  # 40 x 8 words
@@ -51,10 +51,10 @@ def test_compare_matches_ids_and_names_mismatched_files(tmp_path, capsys):
     assert "A 12.50%  B 0.00%  B - A -12.50 points" in out and "P(B not better) = 0.000" in out
     write(c, REFS[:10], REFS[:10])
     with pytest.raises(SpeechseqError, match="do not hold the same utterances"):
-        format_comparison(a, c, 100)
+        format_comparison([a], [c], 100)
     c.write_text('{"id": "u0", "ref": "x"}\n')
     with pytest.raises(SpeechseqError, match=r"c\.jsonl:1: not a hypothesis line"):
-        format_comparison(a, c, 100)
+        format_comparison([a], [c], 100)
 
 
 def test_compare_refuses_other_references_for_the_same_ids(tmp_path):
@@ -64,7 +64,7 @@ def test_compare_refuses_other_references_for_the_same_ids(tmp_path):
     write(b, other, other)
     with pytest.raises(SpeechseqError, match=r"a\.jsonl and .*b\.jsonl hold other references for 8 utterances, "
                                              r"e\.g\. u0: 'turn on the light in the kitchen now' vs"):
-        format_comparison(a, b, 100)
+        format_comparison([a], [b], 100)
 
 
 def test_empty_reference_counts_the_hypothesis_as_insertions():
@@ -103,3 +103,38 @@ def test_paired_bootstrap_draws_in_bounded_chunks_with_the_same_result(monkeypat
     assert peak < 1_000_000  # one draw of 1001 x 500 indices alone is 4 MB
     assert (c.ci_low, c.ci_high) == (np.quantile(deltas, 0.025), np.quantile(deltas, 0.975))
     assert c.p_not_better == (deltas >= 0).mean()
+
+
+def test_bootstrap_over_runs_pools_each_systems_errors_per_utterance():
+    lamp = [r.replace("light", "lamp") for r in REFS]  # one substitution in every utterance
+    a1 = [h if i % 2 == 0 else r for i, (r, h) in enumerate(zip(REFS, lamp))]  # 20 errors
+    a2 = [h if i % 4 == 0 else r for i, (r, h) in enumerate(zip(REFS, lamp))]  # 10 errors
+    b1 = [h if i % 8 == 0 else r for i, (r, h) in enumerate(zip(REFS, lamp))]  # 5 errors
+    c = paired_bootstrap_runs(REFS, [a1, a2], [b1], resamples=300)
+    assert (c.wer_a, c.wer_b, c.runs_a, c.runs_b) == (pytest.approx(15 / 320), pytest.approx(5 / 320), 2, 1)
+    assert c.ci_high < 0 and c.p_not_better < 0.01
+    # one run each is exactly the two-system bootstrap, draw for draw
+    one, two = paired_bootstrap_runs(REFS, [a1], [b1], 300, seed=4), paired_bootstrap(REFS, a1, b1, 300, seed=4)
+    assert (one.ci_low, one.ci_high, one.p_not_better) == (two.ci_low, two.ci_high, two.p_not_better)
+    # a gain in one run that the other run reverses is no gain once both runs count
+    b_lucky, b_unlucky = REFS, lamp  # 0 and 40 errors: mean 20, as a1 twice
+    pooled = paired_bootstrap_runs(REFS, [a1, a1], [b_lucky, b_unlucky], resamples=300)
+    assert pooled.delta == 0 and pooled.p_not_better > 0.2
+    with pytest.raises(ValueError, match="at least one run"):
+        paired_bootstrap_runs(REFS, [], [b1])
+
+
+def test_compare_takes_several_runs_per_system_and_checks_every_file(tmp_path, capsys):
+    lamp = [r.replace("light", "lamp") for r in REFS]
+    a1, a2, b1, b2, bad = (tmp_path / f"{n}.jsonl" for n in ("a1", "a2", "b1", "b2", "bad"))
+    write(a1, REFS, lamp)
+    write(a2, REFS, [h if i % 2 else r for i, (r, h) in enumerate(zip(REFS, lamp))])
+    write(b1, REFS, REFS)
+    write(b2, REFS[::-1], lamp[::-1], ids=[f"u{i}" for i in range(40)][::-1])  # same ids, other order
+    assert main(["--hyp", str(a1), str(a2), "--compare", str(b1), str(b2), "--resamples", "100"]) == 0
+    out = capsys.readouterr().out
+    assert f"{a1}: WER 12.50%" in out and f"{a2}: WER 6.25%" in out  # one line per file
+    assert "A 9.38%  B 6.25%  B - A -3.12 points" in out and "errors pooled over 2 vs 2 runs" in out
+    write(bad, REFS[:39], REFS[:39])
+    with pytest.raises(SpeechseqError, match=r"a1\.jsonl and .*bad\.jsonl do not hold the same utterances"):
+        format_comparison([a1, a2], [b1, bad], 100)
