@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 from pathlib import Path
 
 from speechseq.errors import SpeechseqError
@@ -20,8 +21,12 @@ from speechseq.text.score import error_rates, paired_bootstrap_runs, read_hyps
 
 def model_name(model_dir: Path) -> str:
     """``exp/paraformer_tiny`` -> paraformer_tiny; its MWER fine-tuned ``exp/paraformer_tiny/mwer`` ->
-    paraformer_tiny+mwer."""
-    return f"{model_dir.parent.name}+mwer" if model_dir.name == "mwer" else model_dir.name
+    paraformer_tiny+mwer; a second training run ``exp/ctc/seed1`` (``--seeds``) -> ctc/seed1."""
+    if model_dir.name == "mwer":
+        return f"{model_dir.parent.name}+mwer"
+    if re.fullmatch(r"seed\d+", model_dir.name):
+        return f"{model_dir.parent.name}/{model_dir.name}"
+    return model_dir.name
 
 
 def method_label(summary: dict) -> str:

@@ -138,3 +138,13 @@ def test_compare_takes_several_runs_per_system_and_checks_every_file(tmp_path, c
     write(bad, REFS[:39], REFS[:39])
     with pytest.raises(SpeechseqError, match=r"a1\.jsonl and .*bad\.jsonl do not hold the same utterances"):
         format_comparison([a1, a2], [b1, bad], 100)
+
+
+def test_table_names_a_second_training_run_by_its_parent():
+    from pathlib import Path
+
+    from speechseq.bin.score import model_name
+
+    assert model_name(Path("exp/ablation/control/seed2")) == "control/seed2"
+    assert model_name(Path("exp/paraformer_tiny/mwer")) == "paraformer_tiny+mwer"
+    assert model_name(Path("exp/seedless")) == "seedless"
