@@ -48,13 +48,7 @@ case "$warp_by" in speaker|utterance) ;; *) die "--warp-by must be speaker or ut
 done_dir=$exp
 stage_names=([0]="prepare data" [1]="tokenizer and LM" [2]="train" [3]="MWER fine-tuning" [4]="decode" [5]="score")
 python=${PYTHON:-python}
-# config_value a.b.c: a value of the resolved config (YAML + --train-args overrides, resolved once)
-resolved_config=$($python -m speechseq.bin.train --config "$config" --print-config $train_args)
-config_value() {
-  printf '%s\n' "$resolved_config" | $python -c 'import sys, yaml; v = yaml.safe_load(sys.stdin)
-for k in sys.argv[1].split("."): v = v[k]
-print(v)' "$1"
-}
+resolve_config "$config" $train_args
 kind=$(config_value model.kind)
 if [ -z "$decode_methods" ]; then
   decode_methods="greedy beam"; [ "$kind" = paraformer ] && decode_methods=greedy

@@ -40,3 +40,14 @@ stage() {
   return 0
 }
 mark_done() { mkdir -p "$done_dir"; touch "$done_dir/.stage$1.done"; }
+
+# resolve_config CONFIG [key=value ...]: resolves the YAML config with its overrides once (into $resolved_config);
+# then config_value a.b.c prints one of its values. Both use $python, the recipe's interpreter.
+resolve_config() {
+  resolved_config=$($python -m speechseq.bin.train --config "$1" --print-config "${@:2}")
+}
+config_value() {
+  printf '%s\n' "$resolved_config" | $python -c 'import sys, yaml; v = yaml.safe_load(sys.stdin)
+for k in sys.argv[1].split("."): v = v[k]
+print(v)' "$1"
+}

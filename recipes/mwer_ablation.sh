@@ -41,8 +41,8 @@ variant_args() {
 }
 for v in $variants; do variant_args "$v" >/dev/null; done  # fail on a bad name before training anything
 case " $variants " in *" control "*) ;; *) die "--variants must include control (every variant is compared with it)" ;; esac
-base_seed=$($python -m speechseq.bin.train --config "$model_dir/config.yaml" --print-config $train_args \
-  | $python -c 'import sys, yaml; print(yaml.safe_load(sys.stdin)["train"]["seed"])')
+resolve_config "$model_dir/config.yaml" $train_args
+base_seed=$(config_value train.seed)
 run_dir() { if [ "$2" -eq 0 ]; then echo "$model_dir/ablation/$1"; else echo "$model_dir/ablation/$1/seed$2"; fi; }
 for v in $variants; do
   for ((k = 0; k < seeds; k++)); do

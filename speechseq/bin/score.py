@@ -86,11 +86,12 @@ def format_comparison(paths_a: list[Path], paths_b: list[Path], resamples: int) 
     """Paired bootstrap of B's WER against A's, matched by utterance id. Each system is one hyp.jsonl, or several
     (one per training run, e.g. seeds: their errors are pooled per utterance, :func:`paired_bootstrap_runs`); every
     file must hold the same ids as A's first, each with the same reference text."""
-    first = read_hyps(paths_a[0])
+    files = [*paths_a, *paths_b]
+    tables = [read_hyps(path) for path in files]
+    first = tables[0]
     ids = [x["id"] for x in first]
     runs: list[list[str]] = []
-    for path in [*paths_a, *paths_b]:
-        rows = first if path is paths_a[0] else read_hyps(path)
+    for path, rows in zip(files, tables):
         by_id = {x["id"]: x for x in rows}
         missing = [i for i in ids if i not in by_id]
         if missing or len(by_id) != len(first):

@@ -104,16 +104,13 @@ def paired_bootstrap_runs(refs: list[str], runs_a: list[list[str]], runs_b: list
     from). The two systems may have different numbers of runs."""
     if not runs_a or not runs_b:
         raise ValueError("each system needs at least one run")
-    ea, words = np.zeros(len(refs)), None
-    for hyps in runs_a:
-        e, w = utterance_errors(refs, hyps, normalize)
-        ea, words = ea + np.asarray(e, float), np.asarray(w, float)
-    eb = np.zeros(len(refs))
-    for hyps in runs_b:
-        eb = eb + np.asarray(utterance_errors(refs, hyps, normalize)[0], float)
+    na, nb = len(runs_a), len(runs_b)
+    scored = [utterance_errors(refs, hyps, normalize) for hyps in [*runs_a, *runs_b]]
+    words = np.asarray(scored[0][1], float)  # the same for every run: it counts the references
+    ea = np.sum([e for e, _ in scored[:na]], axis=0, dtype=float)
+    eb = np.sum([e for e, _ in scored[na:]], axis=0, dtype=float)
     if words.sum() == 0:
         raise ValueError("no reference words to score against")
-    na, nb = len(runs_a), len(runs_b)
     rng = np.random.default_rng(seed)
     rows = max(1, _BOOTSTRAP_CHUNK // len(words))  # resamples per chunk: ~4M indices (32 MB) at a time
     deltas = np.empty(resamples)
